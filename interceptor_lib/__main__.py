@@ -1,0 +1,3 @@
+from interceptor_lib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""Params files (`params/<profile>.yaml`): typed sections, validated before any work starts.
+
+A profile may start with `extends: <other profile>` and override only what differs (smoke extends
+demo, colab extends kaggle) instead of copying whole files. Strings may use `{repo}`, `{profile}`,
+`{output_dir}` and `{demo_data}`. Loading fails with a `ParamsError` naming the key for an unknown
+key (with the closest valid name), a wrong type, or a dataset root that does not exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from interceptor_lib import REPO_ROOT
+from interceptor_lib.data.cache import PreprocessParams
+from interceptor_lib.errors import ParamsError
+
+PARAMS_DIR = REPO_ROOT / "params"
+PROFILE_ENV = "INTERCEPTOR_PROFILE"  # lets nbval run the notebooks on the smoke profile
+
+
+@dataclass
+class DemoDataParams:
+    """The synthetic corpus (`python -m interceptor_lib make-demo-data`)."""
+
+    generate: bool = False           # make the corpus before indexing (demo / smoke profiles)
+    out: str = "{output_dir}/demo_data"
+    scale: str = "small"             # tiny (tests) | small (demo, < 1 min) | medium
+    seed: int = 0
+    artifact_strength: float = 1.0   # 1.0 = the default difficulty; 0 = fakes without artifacts
+
+
+@dataclass
+class DatasetParams:
+    """Where one dataset lives and the options its indexer takes (see `interceptor_lib.data.indexers`)."""
+
+    root: str
+    enabled: bool = True
+    options: dict[str, typing.Any] = field(default_factory=dict)
+
+
+@dataclass
+class InspectionParams:
+    """Notebook 01."""
+
+    seed_chunk_order: list[int] = field(default_factory=lambda: [9, 8, 3, 5, 7, 2, 6, 4, 1, 0])  # the seeds' order
+    grid_faces: int = 16             # faces per sample grid
+    stats_sample: int = 0            # videos per dataset for the per-video statistics (0 = all)
+
+
+@dataclass
+class Params:
+    profile: str
+    description: str = ""
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda
+    output_dir: str = "{repo}/outputs/{profile}"
+    demo_data: DemoDataParams = field(default_factory=DemoDataParams)
+    datasets: dict[str, DatasetParams] = field(default_factory=dict)
+    preprocess: PreprocessParams = field(default_factory=PreprocessParams)
+    inspection: InspectionParams = field(default_factory=InspectionParams)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir)
+
+    def enabled_datasets(self) -> dict[str, DatasetParams]:
+        return {k: v for k, v in self.datasets.items() if v.enabled}
+
+
+def load_params(profile: str | None = None, path: str | Path | None = None, overrides: dict | None = None,
+                check_paths: bool = True) -> Params:
+    """Load a profile by name (from params/) or a file by path, apply dotted `overrides`
+    ({"preprocess.frames_per_video": 8}), resolve placeholders, validate. With neither name nor path,
+    the profile comes from $INTERCEPTOR_PROFILE, else 'demo'."""
+    if path is None:
+        profile = profile or os.environ.get(PROFILE_ENV) or "demo"
+        path = PARAMS_DIR / f"{profile}.yaml"
+    raw = _read_with_extends(Path(path), seen=())
+    raw.setdefault("profile", Path(path).stem)
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[last] = value
+    params = _build(Params, raw, "")
+    _resolve(params)
+    _check(params, check_paths)
+    return params
+
+
+def _read_with_extends(path: Path, seen: tuple) -> dict:
+    if not path.is_file():
+        avail = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+        raise ParamsError(f"params file {path} not found; profiles in {PARAMS_DIR}: {avail}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if base in seen:
+        raise ParamsError(f"{path}: 'extends' cycle through {base!r}")
+    parent = _read_with_extends(path.parent / f"{base}.yaml", seen + (base,))
+    parent.pop("profile", None)
+    return _merge(parent, data)
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _build(cls, data, where: str):
+    """Instantiate dataclass `cls` from a mapping, checking keys and types recursively."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{where or 'params'}: expected a mapping of keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        name = f"{where}.{key}" if where else key
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {sorted(fields)}"
+            raise ParamsError(f"unknown params key {name!r}{hint}")
+        kwargs[key] = _coerce(hints[key], value, name)
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ParamsError(f"missing params key {(where + '.' if where else '') + missing[0]!r}")
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, name):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is typing.Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, name)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, name)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"params key {name!r} must be a mapping, got {value!r}")
+        return {k: _coerce(args[1], v, f"{name}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise ParamsError(f"params key {name!r} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{name}[{i}]") for i, v in enumerate(value)]
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
+        raise ParamsError(f"params key {name!r} must be {tp.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _resolve(p: Params) -> None:
+    ctx = {"repo": str(REPO_ROOT), "profile": p.profile}
+    p.output_dir = p.output_dir.format(**ctx)
+    ctx["output_dir"] = p.output_dir
+    p.demo_data.out = p.demo_data.out.format(**ctx)
+    ctx["demo_data"] = p.demo_data.out
+    p.preprocess.cache_dir = p.preprocess.cache_dir.format(**ctx)
+    for d in p.datasets.values():
+        d.root = d.root.format(**ctx)
+        d.options = {k: v.format(**ctx) if isinstance(v, str) else v for k, v in d.options.items()}
+
+
+def _check(p: Params, check_paths: bool) -> None:
+    from interceptor_lib.data.indexers import INDEXERS  # late: indexers are heavier than params
+
+    if p.device not in ("auto", "cpu", "cuda"):
+        raise ParamsError(f"params key 'device' must be auto, cpu or cuda, got {p.device!r}")
+    if p.demo_data.scale not in ("tiny", "small", "medium"):
+        raise ParamsError(f"params key 'demo_data.scale' must be tiny, small or medium, got {p.demo_data.scale!r}")
+    if p.preprocess.image_format not in ("png", "jpg"):
+        raise ParamsError(f"params key 'preprocess.image_format' must be png or jpg, got {p.preprocess.image_format!r}")
+    if p.preprocess.detector not in ("haar", "yunet"):
+        raise ParamsError(f"params key 'preprocess.detector' must be haar or yunet, got {p.preprocess.detector!r}")
+    if p.preprocess.detector == "yunet" and not (p.preprocess.detector_model and Path(p.preprocess.detector_model).is_file()):
+        raise ParamsError(f"params key 'preprocess.detector_model' must name an existing YuNet ONNX file "
+                          f"when detector is yunet, got {p.preprocess.detector_model!r}")
+    for name, d in p.datasets.items():
+        if name not in INDEXERS:
+            raise ParamsError(f"unknown dataset 'datasets.{name}'; known: {sorted(INDEXERS)}")
+        sig = inspect.signature(INDEXERS[name])
+        allowed = [k for k in sig.parameters if k != "root"]
+        for opt, value in d.options.items():
+            if opt not in allowed:
+                raise ParamsError(f"unknown params key 'datasets.{name}.options.{opt}'; {name} takes {allowed}")
+            if check_paths and d.enabled and isinstance(value, str) and opt.endswith(("_dir", "_path")) \
+                    and not Path(value).exists():
+                raise ParamsError(f"params key 'datasets.{name}.options.{opt}': path {value} does not exist")
+        generated = p.demo_data.generate and Path(d.root).is_relative_to(p.demo_data.out)
+        if check_paths and d.enabled and not generated and not Path(d.root).exists():
+            raise ParamsError(f"params key 'datasets.{name}.root': folder {d.root} does not exist "
+                              f"(set it to where {name} is, or enabled: false)")

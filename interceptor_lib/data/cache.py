@@ -1,0 +1,370 @@
+"""The face-crop cache: sample frames, detect faces, crop, and store them once for every model and stage.
+
+`build_cache(table, params, cache_root)` turns an index table into one crop file per video (see
+`crops_file`) under `<cache_root>/<key>/`, where `key` hashes every preprocessing parameter that
+changes the crops — a changed parameter never reuses stale crops, and a changed source file (size or
+mtime) is processed again. Videos that cannot be decoded or show no face are recorded in
+`failures.csv` and skipped; a video that should have audio but has none is recorded and kept (the
+audio-visual model masks missing audio). If the share of skipped videos passes
+`max_failure_rate`, the run stops with a message — the usual cause is a wrong root or detector.
+
+FaceForensics++ / DFDC / Celeb-DF fakes reuse the face boxes detected on their original video (same
+length, same camera; the DFDC winner's approach), so a fake's crop is the same region as its
+original's and the detector never sees the manipulated face first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from interceptor_lib.data.crops_file import CropEntry, CropReader, write_entry
+from interceptor_lib.data.faces import CropSpec, create_face_detector, crop_face, fill_missing_boxes
+from interceptor_lib.data.video import (encode_image, open_source, read_tar_sequences,
+                                        sample_clip_starts, sample_frame_indices)
+from interceptor_lib.errors import MediaError, PreprocessError
+
+CACHE_FORMAT = 1  # bump when the stored content changes meaning
+
+
+@dataclass
+class PreprocessParams:
+    """Preprocessing parameters (the `preprocess` section of a params file)."""
+
+    frames_per_video: int = 32       # evenly spaced frames per video for frame models (DeepfakeBench: 32)
+    clips_per_video: int = 4         # clips of consecutive frames for the temporal / audio-visual models
+    clip_len: int = 8                # frames per clip
+    face_size: int = 224             # crop side in pixels after resizing
+    margin: float = 1.3              # crop side = 1.3 x the detected box (FaceForensics++ / DeepfakeBench)
+    detector: str = "haar"           # 'haar' (OpenCV, offline) or 'yunet' (needs detector_model)
+    detector_model: str | None = None  # path of a detector model file (YuNet ONNX)
+    detect_max_side: int = 640       # frames are downscaled to this longer side for detection only
+    min_face_rate: float = 0.5       # a video with faces in fewer sampled frames is skipped ('no_face')
+    reuse_original_boxes: bool = True  # fakes use the boxes found on their original video
+    audio_sample_rate: int = 16000   # mono audio for the audio-visual model
+    audio_window_s: float = 1.0      # audio window centred on each clip
+    image_format: str = "png"        # 'png' keeps the video's own compression artifacts; 'jpg' is smaller
+    jpeg_quality: int = 95
+    workers: int = 2                 # processes for decoding + detection
+    max_failure_rate: float = 0.2    # stop when more than this share of videos is skipped
+    cache_dir: str = "{output_dir}/cache"
+
+    # Fields that change what is stored; the others (workers, ceiling, location) do not.
+    KEY_FIELDS = ("frames_per_video", "clips_per_video", "clip_len", "face_size", "margin", "detector",
+                  "detector_model", "detect_max_side", "min_face_rate", "reuse_original_boxes",
+                  "audio_sample_rate", "audio_window_s", "image_format", "jpeg_quality")
+
+    def cache_key(self) -> str:
+        d = {k: getattr(self, k) for k in self.KEY_FIELDS}
+        d["format"] = CACHE_FORMAT
+        if self.detector_model and Path(self.detector_model).is_file():
+            d["detector_model"] = hashlib.sha256(Path(self.detector_model).read_bytes()).hexdigest()
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+MANIFEST_COLUMNS = ["video_id", "dataset", "label", "split", "file", "num_frames", "fps", "width", "height",
+                    "duration_s", "bitrate_kbps", "has_audio", "face_rate", "box_source", "brightness",
+                    "face_brightness", "sharpness", "motion", "fingerprint"]
+FAILURE_COLUMNS = ["video_id", "dataset", "path", "reason", "action", "message", "fingerprint"]
+KEPT_REASONS = {"no_audio"}  # recorded, but the video stays usable
+
+
+class FaceCropCache:
+    """A cache directory for one preprocessing configuration."""
+
+    def __init__(self, root: str | Path, params: PreprocessParams):
+        self.params = params
+        self.dir = Path(root) / params.cache_key()
+
+    def entry_path(self, video_id: str) -> Path:
+        safe = video_id.replace("::", "__").replace(":", "_")
+        return self.dir / "entries" / f"{safe}.crops"
+
+    def reader(self, video_id: str) -> CropReader:
+        return CropReader(self.entry_path(video_id))
+
+    def manifest(self) -> pd.DataFrame:
+        p = self.dir / "manifest.csv"
+        return pd.read_csv(p, keep_default_na=False) if p.exists() else pd.DataFrame(columns=MANIFEST_COLUMNS)
+
+    def failures(self) -> pd.DataFrame:
+        p = self.dir / "failures.csv"
+        return pd.read_csv(p, keep_default_na=False) if p.exists() else pd.DataFrame(columns=FAILURE_COLUMNS)
+
+    def usable(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Rows of `table` with a cached entry, with the measured `has_audio` of the manifest."""
+        m = self.manifest()[["video_id", "has_audio"]].rename(columns={"has_audio": "audio_ok"})
+        out = table.merge(m, on="video_id", how="inner")
+        out["has_audio"] = out["audio_ok"].astype(bool)
+        return out.drop(columns="audio_ok").reset_index(drop=True)
+
+
+def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str | Path,
+                progress: bool = True) -> FaceCropCache:
+    """Fill the cache for every row of `table` (skipping rows already cached from the same source)
+    and write `manifest.csv` and `failures.csv`. Returns the cache. Raises PreprocessError when the
+    failure ceiling is passed (after saving what was done)."""
+    cache = FaceCropCache(cache_root, params)
+    (cache.dir / "entries").mkdir(parents=True, exist_ok=True)
+    (cache.dir / "config.json").write_text(json.dumps(
+        {k: getattr(params, k) for k in params.KEY_FIELDS} | {"format": CACHE_FORMAT}, indent=1))
+    rows = {r.video_id: r._asdict() for r in table.itertuples(index=False)}
+    manifest: dict[str, dict] = {}
+    failures: dict[str, dict] = {}
+    old_fail = cache.failures().set_index("video_id").to_dict("index") if len(cache.failures()) else {}
+
+    todo = []
+    for vid, r in rows.items():
+        fp = _fingerprint(r["path"], r["member"])
+        path = cache.entry_path(vid)
+        if path.exists():
+            try:
+                meta = CropReader(path).meta
+            except (ValueError, OSError, json.JSONDecodeError):
+                meta = {}
+            if meta.get("fingerprint") == fp:
+                manifest[vid] = _manifest_row(r, meta, path, cache.dir)
+                if vid in old_fail and old_fail[vid]["reason"] in KEPT_REASONS:
+                    failures[vid] = {"video_id": vid, **old_fail[vid]}
+                continue
+        if vid in old_fail and old_fail[vid]["fingerprint"] == fp and old_fail[vid]["action"] == "skipped":
+            failures[vid] = {"video_id": vid, **old_fail[vid]}
+            continue
+        todo.append(r)
+
+    # Pass 1: everything that detects its own faces; pass 2: fakes that reuse their original's boxes.
+    reuses = [params.reuse_original_boxes and r["original_id"] in rows and not r["member"] for r in todo]
+    first = [r for r, reuse in zip(todo, reuses) if not reuse]
+    second = [r for r, reuse in zip(todo, reuses) if reuse]
+    total = len(todo)
+    done = [0]
+
+    def run(tasks):
+        with _pool(params.workers) as pool:
+            results = pool.imap_unordered(_process_task, tasks) if pool else map(_process_task, tasks)
+            bar = tqdm(results, total=len(tasks), desc="face crops", disable=not progress, unit="task")
+            for res_list in bar:
+                for res in res_list:
+                    done[0] += 1
+                    if res.get("meta") is not None:
+                        manifest[res["video_id"]] = _manifest_row(rows[res["video_id"]], res["meta"],
+                                                                  cache.entry_path(res["video_id"]), cache.dir)
+                    if res.get("failure"):
+                        failures[res["video_id"]] = res["failure"]
+                _check_ceiling(cache, manifest, failures, done[0], total, params, final=False)
+
+    try:
+        run(_tasks(first, cache, params, None))
+        run(_tasks(second, cache, params, manifest))
+        _check_ceiling(cache, manifest, failures, done[0], total, params, final=True)
+    finally:
+        _save_tables(cache, manifest, failures)
+    return cache
+
+
+def _tasks(rows, cache, params, manifest):
+    """Videos are one task each; the sequences of one tar archive form one task (one read pass)."""
+    p = asdict(params)
+    tars: dict[str, list] = {}
+    tasks = []
+    for r in rows:
+        item = {"row": r, "out": str(cache.entry_path(r["video_id"])),
+                "fingerprint": _fingerprint(r["path"], r["member"]), "reuse": None}
+        if manifest is not None and r["original_id"] in manifest:
+            orig = CropReader(cache.entry_path(r["original_id"]))
+            item["reuse"] = {"frame_indices": orig.frame_indices.tolist(), "boxes": orig.boxes.tolist(),
+                             "found": orig.found.tolist(), "source": r["original_id"]}
+        if r["member"] and os.path.isfile(r["path"]):
+            tars.setdefault(r["path"], []).append(item)
+        else:
+            tasks.append({"params": p, "items": [item], "tar": None})
+    tasks += [{"params": p, "items": items, "tar": path} for path, items in tars.items()]
+    return tasks
+
+
+_DETECTOR = {}
+
+
+def _process_task(task) -> list[dict]:
+    params = PreprocessParams(**task["params"])
+    frames_by_member = None
+    if task["tar"]:
+        try:
+            frames_by_member = read_tar_sequences(task["tar"], [i["row"]["member"] for i in task["items"]])
+        except MediaError as e:
+            return [_failure(i, e) for i in task["items"]]
+    out = []
+    for item in task["items"]:
+        frames = frames_by_member[item["row"]["member"]] if frames_by_member is not None else None
+        try:
+            out.append(_process_video(item, params, frames))
+        except MediaError as e:
+            out.append(_failure(item, e))
+    return out
+
+
+def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
+    r = item["row"]
+    src = open_source(r["path"], r["member"], frames)
+    info = src.info()
+    n = info.num_frames
+    fidx = sample_frame_indices(n, params.frames_per_video)
+    starts = sample_clip_starts(n, params.clips_per_video, params.clip_len)
+    clip_idx = (starts[:, None] + np.arange(params.clip_len)[None, :]) if len(starts) else np.zeros((0, params.clip_len), np.int64)
+    union = np.unique(np.concatenate([fidx, clip_idx.reshape(-1)]))
+    imgs = src.read(union)
+
+    box_source = "self"
+    if src.precropped:  # face sequences (WildDeepfake) are already cropped: keep the whole image
+        h, w = imgs[0].shape[:2]
+        boxes = np.tile(np.array([0, 0, w, h], np.float32), (len(imgs), 1))
+        found = np.ones(len(imgs), bool)
+        spec = CropSpec(size=params.face_size, margin=1.0)
+    else:
+        reuse = item.get("reuse")
+        if reuse and reuse["frame_indices"] == union.tolist():
+            boxes, found = np.asarray(reuse["boxes"], np.float32), np.asarray(reuse["found"], bool)
+            box_source = "original"
+        else:
+            det = _detector(params)
+            dets = [det.detect(im) for im in imgs]
+            try:
+                boxes, found = fill_missing_boxes([d[0][0] if d else None for d in dets])
+            except ValueError:
+                raise MediaError("no_face", f"no face found in {len(imgs)} sampled frames of {r['path']}") from None
+        if found.mean() < params.min_face_rate:
+            raise MediaError("no_face", f"faces in only {found.mean():.0%} of sampled frames of {r['path']} "
+                             f"(min_face_rate {params.min_face_rate:.0%})")
+        spec = CropSpec(size=params.face_size, margin=params.margin)
+    crops = [crop_face(im, b, spec) for im, b in zip(imgs, boxes)]
+
+    audio, audio_failure = None, None
+    if len(starts):
+        wave = src.audio(params.audio_sample_rate) if info.has_audio else None
+        if wave is not None and len(wave):
+            audio = _audio_windows(wave, starts, params, info.fps)
+    if r["has_audio"] and audio is None:
+        audio_failure = MediaError("no_audio", f"{r['path']} has no decodable audio track; kept for visual models")
+
+    grays = [cv2.cvtColor(c, cv2.COLOR_RGB2GRAY) for c in crops]
+    pos = {int(f): i for i, f in enumerate(union)}
+    motion = [np.abs(grays[pos[int(a)]].astype(np.float32) - grays[pos[int(b)]]).mean()
+              for clip in clip_idx for a, b in zip(clip[:-1], clip[1:])]
+    meta = {
+        "video_id": r["video_id"], "fingerprint": item["fingerprint"], "num_frames": n, "fps": info.fps,
+        "width": info.width, "height": info.height, "duration_s": info.duration_s,
+        "bitrate_kbps": info.bitrate_kbps, "has_audio": audio is not None,
+        "face_rate": float(found.mean()), "box_source": box_source,
+        "brightness": float(np.mean([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).mean() for im in imgs])),
+        "face_brightness": float(np.mean([g.mean() for g in grays])),
+        "sharpness": float(np.mean([cv2.Laplacian(g, cv2.CV_32F).var() for g in grays])),
+        "motion": float(np.mean(motion)) if motion else 0.0,
+    }
+    entry = CropEntry(frame_indices=union, boxes=boxes, found=found,
+                      frame_pos=np.searchsorted(union, fidx), clip_pos=np.searchsorted(union, clip_idx),
+                      crops=[encode_image(c, params.image_format, params.jpeg_quality) for c in crops],
+                      audio=audio, meta=meta)
+    write_entry(Path(item["out"]), entry)
+    res = {"video_id": r["video_id"], "meta": meta}
+    if audio_failure:
+        res["failure"] = _failure(item, audio_failure)["failure"]
+    return res
+
+
+def _audio_windows(wave: np.ndarray, starts: np.ndarray, params: PreprocessParams, fps: float) -> np.ndarray:
+    """int16 windows of `audio_window_s` centred on each clip's centre, zero-padded at the ends."""
+    sr = params.audio_sample_rate
+    s = int(round(params.audio_window_s * sr))
+    out = np.zeros((len(starts), s), np.int16)
+    for i, st in enumerate(starts):
+        centre = int(round((st + params.clip_len / 2) / fps * sr))
+        a = centre - s // 2
+        lo, hi = max(0, a), min(len(wave), a + s)
+        if hi > lo:
+            out[i, lo - a:hi - a] = np.clip(wave[lo:hi] * 32767, -32768, 32767).astype(np.int16)
+    return out
+
+
+def _detector(params: PreprocessParams):
+    key = (params.detector, params.detector_model, params.detect_max_side)
+    if key not in _DETECTOR:
+        _DETECTOR[key] = create_face_detector(params.detector, params.detector_model, max_side=params.detect_max_side)
+    return _DETECTOR[key]
+
+
+def _failure(item: dict, e: MediaError) -> dict:
+    r = item["row"]
+    return {"video_id": r["video_id"], "failure": {
+        "video_id": r["video_id"], "dataset": r["dataset"], "path": r["path"] + (f"::{r['member']}" if r["member"] else ""),
+        "reason": e.reason, "action": "kept" if e.reason in KEPT_REASONS else "skipped", "message": str(e),
+        "fingerprint": item["fingerprint"]}}
+
+
+def _check_ceiling(cache, manifest, failures, done, total, params, final):
+    skipped = [f for f in failures.values() if f["action"] == "skipped"]
+    seen = len(manifest) + len(skipped)
+    if not seen or (not final and done < min(total, 20)):
+        return
+    rate = len(skipped) / seen
+    if rate > params.max_failure_rate:
+        _save_tables(cache, manifest, failures)
+        reasons = dict(Counter(f["reason"] for f in skipped))
+        raise PreprocessError(
+            f"{len(skipped)} of {seen} videos could not be used ({rate:.0%} > max_failure_rate "
+            f"{params.max_failure_rate:.0%}); reasons {reasons}; first: {skipped[0]['message']}. "
+            f"All failures are listed in {cache.dir / 'failures.csv'}. Check the dataset roots and the face "
+            "detector settings, or raise preprocess.max_failure_rate.")
+
+
+def _save_tables(cache, manifest, failures):
+    for name, rows, cols in (("manifest.csv", manifest.values(), MANIFEST_COLUMNS),
+                             ("failures.csv", failures.values(), FAILURE_COLUMNS)):
+        df = pd.DataFrame(list(rows), columns=cols).sort_values("video_id") if rows else pd.DataFrame(columns=cols)
+        tmp = cache.dir / (name + ".tmp")
+        df.to_csv(tmp, index=False)
+        os.replace(tmp, cache.dir / name)
+
+
+def _manifest_row(r: dict, meta: dict, path: Path, root: Path) -> dict:
+    row = {c: meta.get(c) for c in MANIFEST_COLUMNS}
+    row.update(video_id=r["video_id"], dataset=r["dataset"], label=r["label"], split=r["split"],
+               file=str(path.relative_to(root)))
+    return row
+
+
+def _fingerprint(path: str, member: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}-{st.st_mtime_ns}" + (f"::{member}" if member else "")
+
+
+class _pool:
+    """A pool of `n` spawned workers, or none (in-process) for n <= 1. Spawn, not fork: forking a
+    process whose OpenCV / FFmpeg thread pools are running can deadlock the children."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.pool = None
+
+    def __enter__(self):
+        if self.n > 1:
+            self.pool = mp.get_context("spawn").Pool(self.n, initializer=cv2.setNumThreads, initargs=(1,))
+        return self.pool
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.terminate() if exc[0] else self.pool.close()
+            self.pool.join()
+        return False

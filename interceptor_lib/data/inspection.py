@@ -1,0 +1,100 @@
+"""Dataset report for notebook 01: counts, class balance, DFDC chunk order, face-detection rate,
+per-video statistics and sample face grids. Tables are pandas DataFrames; figures are matplotlib."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from interceptor_lib.data.table import class_counts
+
+STAT_COLUMNS = ["brightness", "face_brightness", "sharpness", "motion", "width", "height", "bitrate_kbps",
+                "duration_s", "fps"]
+
+
+def dfdc_chunk_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Per DFDC part: real / fake counts, fake share and balance = minority / majority class count;
+    ordered most to least balanced (ties by part number), the order stage 4 trains in by default.
+    The seeds hard-coded [9, 8, 3, 5, 7, 2, 6, 4, 1, 0] for their copy; this computes it from the data."""
+    d = table[(table["dataset"] == "dfdc") & (table["chunk"] >= 0) & (table["split"] == "train")]
+    if d.empty:
+        return pd.DataFrame(columns=["chunk", "real", "fake", "total", "fake_share", "balance", "rank"])
+    c = class_counts(d, ["chunk"])
+    c["balance"] = (c[["real", "fake"]].min(axis=1) / c[["real", "fake"]].max(axis=1).clip(lower=1)).round(3)
+    c = c.sort_values(["balance", "chunk"], ascending=[False, True]).reset_index(drop=True)
+    c["rank"] = np.arange(1, len(c) + 1)
+    return c
+
+
+def chunk_order_comparison(order: pd.DataFrame, seed_order: list[int]) -> pd.DataFrame:
+    """The computed order next to the seeds' order, position by position."""
+    n = max(len(order), len(seed_order))
+    computed = order["chunk"].tolist() + [None] * (n - len(order))
+    seeds = list(seed_order) + [None] * (n - len(seed_order))
+    return pd.DataFrame({"position": range(1, n + 1), "computed (this data)": computed, "seeds": seeds})
+
+
+def face_detection_rates(manifest: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: videos cached, skipped for no face, mean share of sampled frames with a face
+    (detected on the video itself), and how many fakes reused their original's boxes."""
+    rows = []
+    for ds in sorted(set(manifest["dataset"]) | set(failures.get("dataset", pd.Series(dtype=str)))):
+        m = manifest[manifest["dataset"] == ds]
+        f = failures[failures["dataset"] == ds] if len(failures) else failures
+        own = m[m["box_source"] == "self"]
+        rows.append({"dataset": ds, "cached": len(m),
+                     "no_face": int((f["reason"] == "no_face").sum()) if len(f) else 0,
+                     "undecodable": int((f["reason"] == "undecodable").sum()) if len(f) else 0,
+                     "no_audio_kept": int((f["reason"] == "no_audio").sum()) if len(f) else 0,
+                     "face_rate_own_detection": round(float(own["face_rate"].astype(float).mean()), 3) if len(own) else None,
+                     "boxes_from_original": int((m["box_source"] == "original").sum())})
+    return pd.DataFrame(rows)
+
+
+def video_stats(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Median per dataset x label of the per-video statistics measured while caching."""
+    m = manifest.copy()
+    m[STAT_COLUMNS] = m[STAT_COLUMNS].astype(float)
+    m["has_audio"] = m["has_audio"].astype(str).str.lower().isin(["true", "1"])
+    out = m.groupby(["dataset", "label"]).agg(
+        videos=("video_id", "count"), audio_share=("has_audio", "mean"),
+        **{c: (c, "median") for c in STAT_COLUMNS})
+    return out.round(2).reset_index()
+
+
+def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness", "motion", "bitrate_kbps", "duration_s", "height")):
+    """Histograms of per-video statistics, real vs fake, one row per dataset."""
+    import matplotlib.pyplot as plt
+
+    m = manifest.copy()
+    datasets = sorted(m["dataset"].unique())
+    fig, axes = plt.subplots(len(datasets), len(columns), figsize=(3 * len(columns), 2.3 * len(datasets)), squeeze=False)
+    for i, ds in enumerate(datasets):
+        for j, col in enumerate(columns):
+            ax = axes[i, j]
+            for label, name in ((0, "real"), (1, "fake")):
+                v = m[(m["dataset"] == ds) & (m["label"] == label)][col].astype(float)
+                if len(v):
+                    ax.hist(v, bins=15, alpha=0.55, label=name)
+            ax.set_title(f"{ds}: {col}", fontsize=8)
+            ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def face_grid(cache, table: pd.DataFrame, n: int = 16, seed: int = 0) -> np.ndarray:
+    """A grid image of `n` cached face crops (first frame of random videos), reals on the top half,
+    fakes on the bottom half. Returns an RGB array for `plt.imshow`."""
+    usable = cache.usable(table)
+    rng = np.random.default_rng(seed)
+    half = max(1, n // 2)
+    tiles = []
+    for label in (0, 1):
+        ids = usable.loc[usable["label"] == label, "video_id"].to_numpy()
+        pick = rng.choice(ids, size=min(half, len(ids)), replace=False) if len(ids) else []
+        crops = [cache.reader(v).crops([cache.reader(v).frame_pos[0]])[0] for v in pick]
+        size = cache.params.face_size
+        crops += [np.zeros((size, size, 3), np.uint8)] * (half - len(crops))
+        tiles.append(np.concatenate(crops, axis=1))
+    return np.concatenate(tiles, axis=0)

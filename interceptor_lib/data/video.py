@@ -1,0 +1,246 @@
+"""Reading frames and audio: videos through PyAV, face sequences from tar archives or folders.
+
+Every source answers the same three questions — how many frames and what format (`info`), the
+RGB frames at given indices (`read`), and the mono audio track (`audio`) — so the face-crop cache
+treats a DFDC mp4 and a WildDeepfake tar sequence alike. Decoding errors become `MediaError` with a
+reason code ('undecodable', 'empty') that the failures table records.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from interceptor_lib.errors import MediaError
+
+SEQUENCE_FPS = 25.0  # frame sequences (WildDeepfake) carry no frame rate; used only to place audio
+
+
+@dataclass
+class MediaInfo:
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    duration_s: float
+    bitrate_kbps: float  # container bit rate; 0 for image sequences
+    has_audio: bool
+    codec: str
+
+
+def sample_frame_indices(num_frames: int, n: int) -> np.ndarray:
+    """`n` evenly spaced frame indices over the whole video (np.linspace, as DeepfakeBench and the
+    FaceForensics++ benchmark do); fewer when the video is shorter than `n` frames."""
+    if num_frames <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, num_frames - 1, n).round().astype(np.int64))
+
+
+def sample_clip_starts(num_frames: int, n_clips: int, clip_len: int) -> np.ndarray:
+    """Start indices of `n_clips` clips of `clip_len` consecutive frames, evenly spaced; empty when
+    the video is shorter than one clip."""
+    if num_frames < clip_len or n_clips <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.linspace(0, num_frames - clip_len, n_clips).round().astype(np.int64))
+
+
+class VideoSource:
+    """A video file decoded with PyAV. Frames are numbered in decode order from 0."""
+
+    precropped = False  # faces must be detected
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+
+    def _open(self):
+        try:
+            return av.open(self.path)
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+            raise MediaError("undecodable", f"cannot open video {self.path}: {e}") from e
+
+    def info(self) -> MediaInfo:
+        with self._open() as c:
+            if not c.streams.video:
+                raise MediaError("undecodable", f"no video stream in {self.path}")
+            v = c.streams.video[0]
+            fps = float(v.average_rate or v.guessed_rate or 25)
+            duration = float(c.duration / av.time_base) if c.duration else 0.0
+            n = int(v.frames or 0)
+            if n <= 0 and duration > 0:
+                n = int(round(duration * fps))
+            if n <= 0:  # no frame count in the container: count packets (cheap, no decoding)
+                n = sum(1 for p in c.demux(v) if p.size)
+            if n <= 0:
+                raise MediaError("empty", f"video {self.path} has no frames")
+            return MediaInfo(num_frames=n, fps=fps, width=v.codec_context.width,
+                             height=v.codec_context.height, duration_s=duration or n / fps,
+                             bitrate_kbps=float(c.bit_rate or 0) / 1000, has_audio=bool(c.streams.audio),
+                             codec=v.codec_context.name)
+
+    def read(self, indices) -> list[np.ndarray]:
+        """RGB uint8 frames (H, W, 3) at the sorted `indices`. Decodes sequentially up to the last
+        index and converts only the frames asked for (colour conversion costs more than decoding).
+        Raises MediaError if the stream ends early or breaks."""
+        wanted = sorted(set(int(i) for i in indices))
+        if not wanted:
+            return []
+        out: dict[int, np.ndarray] = {}
+        last = wanted[-1]
+        want = set(wanted)
+        try:
+            with self._open() as c:
+                stream = c.streams.video[0]
+                stream.thread_type = "AUTO"
+                for i, frame in enumerate(c.decode(stream)):
+                    if i in want:
+                        out[i] = frame.to_ndarray(format="rgb24")
+                    if i >= last:
+                        break
+        except av.FFmpegError as e:
+            raise MediaError("undecodable", f"decoding {self.path} failed after {len(out)} frames: {e}") from e
+        if len(out) < len(wanted):
+            if not out:
+                raise MediaError("undecodable", f"no frame could be decoded from {self.path}")
+            # Frame counts in headers can overshoot by a few frames: reuse the last decoded frame.
+            missing = [i for i in wanted if i not in out]
+            if len(missing) > max(2, len(wanted) // 10):
+                raise MediaError("undecodable", f"{self.path} ended after {max(out) + 1} frames; "
+                                 f"{len(missing)} of {len(wanted)} requested frames are missing")
+            for i in missing:
+                out[i] = out[max(k for k in out if k <= i)] if any(k <= i for k in out) else out[min(out)]
+        return [out[i] for i in wanted]
+
+    def audio(self, sample_rate: int = 16000) -> np.ndarray | None:
+        """The first audio track as float32 mono at `sample_rate` (None when there is none)."""
+        try:
+            with self._open() as c:
+                if not c.streams.audio:
+                    return None
+                resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                chunks = []
+                for frame in c.decode(c.streams.audio[0]):
+                    for out in resampler.resample(frame):
+                        chunks.append(out.to_ndarray().reshape(-1))
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
+        except av.FFmpegError as e:
+            raise MediaError("no_audio", f"audio of {self.path} cannot be decoded: {e}") from e
+        return np.concatenate(chunks).astype(np.float32) if chunks else None
+
+
+class ImageSequenceSource:
+    """Face frames stored as image files: members of a tar archive with a common prefix (official
+    WildDeepfake: `./<N>/fake/<seq>/<frame>.png`) or files in a folder (Kaggle mirror; `member` is
+    a sub-folder `seq/` or a key like `seq_*`, see `indexers.wilddeepfake.sequence_files`). Frames
+    are ordered by the number in their name."""
+
+    precropped = True  # WildDeepfake ships 224x224 face crops: no detection
+
+    def __init__(self, path: str | Path, member: str, frames: dict[str, bytes] | None = None):
+        self.path, self.member = str(path), member
+        self._frames = frames  # name -> encoded bytes, when the caller already read the archive
+
+    def _load(self) -> dict[str, bytes]:
+        if self._frames is None:
+            if Path(self.path).is_file():  # a tar archive; a folder otherwise
+                self._frames = read_tar_sequences(self.path, [self.member])[self.member]
+            else:
+                self._frames = _read_folder_sequence(Path(self.path), self.member)
+        if not self._frames:
+            raise MediaError("empty", f"no frames for sequence {self.member!r} in {self.path}")
+        return self._frames
+
+    def _names(self) -> list[str]:
+        return sorted(self._load(), key=_frame_number)
+
+    def info(self) -> MediaInfo:
+        names = self._names()
+        first = _decode_image(self._frames[names[0]], f"{self.path}::{names[0]}")
+        return MediaInfo(num_frames=len(names), fps=SEQUENCE_FPS, width=first.shape[1], height=first.shape[0],
+                         duration_s=len(names) / SEQUENCE_FPS, bitrate_kbps=0.0, has_audio=False, codec="image")
+
+    def read(self, indices) -> list[np.ndarray]:
+        names = self._names()
+        return [_decode_image(self._frames[names[i]], f"{self.path}::{names[i]}") for i in sorted(set(indices))]
+
+    def audio(self, sample_rate: int = 16000) -> None:
+        return None
+
+
+def read_tar_sequences(path: str | Path, prefixes: list[str]) -> dict[str, dict[str, bytes]]:
+    """Read the image members under each prefix of a tar(.gz) in ONE pass (a gzip stream cannot
+    seek, so reading sequence by sequence would decompress the archive once per sequence)."""
+    result: dict[str, dict[str, bytes]] = {p: {} for p in prefixes}
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for m in tar:
+                if not m.isfile():
+                    continue
+                for p in prefixes:
+                    if m.name.startswith(p):
+                        f = tar.extractfile(m)
+                        result[p][m.name] = f.read() if f else b""
+                        break
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise MediaError("undecodable", f"cannot read tar archive {path}: {e}") from e
+    return result
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def open_source(path: str, member: str = "", frames: dict[str, bytes] | None = None):
+    """The frame source of a table row: an image sequence when `member` is set (or the row is one
+    image), else a video. Image sources hold already-cropped faces (`precropped`)."""
+    if member:
+        return ImageSequenceSource(path, member, frames)
+    if str(path).lower().endswith(IMAGE_SUFFIXES):
+        p = Path(path)
+        return ImageSequenceSource(p.parent, p.name, {p.name: p.read_bytes()} if p.is_file() else {})
+    return VideoSource(path)
+
+
+def _read_folder_sequence(folder: Path, member: str) -> dict[str, bytes]:
+    from interceptor_lib.data.indexers.wilddeepfake import sequence_files  # the indexer's own convention
+
+    return {p.name: p.read_bytes() for p in sequence_files(folder, member)}
+
+
+def _frame_number(name: str) -> tuple:
+    stem = Path(name).stem
+    digits = "".join(ch if ch.isdigit() else " " for ch in stem).split()
+    return (int(digits[-1]) if digits else -1, name)
+
+
+def _decode_image(data: bytes, where: str) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if img is None:
+        raise MediaError("undecodable", f"cannot decode image {where}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:
+    """Encode an RGB crop for the cache: PNG (lossless, the default, so the compression specialist
+    sees the video's own artifacts and not ours) or JPEG."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif fmt == "jpg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    else:
+        raise ValueError(f"unknown cache image format {fmt!r}; use 'png' or 'jpg'")
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a face crop")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Inverse of `encode_image` (RGB uint8)."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+

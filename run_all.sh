@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run the notebook chain with papermill: ./run_all.sh [profile]   (default: demo)
+# Executed notebooks go to <output_dir>/notebooks/ (outputs/<profile>/notebooks/ for demo and smoke),
+# keeping their number prefix. The chain stops at the first failing notebook and names it.
+set -euo pipefail
+profile="${1:-demo}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+start=$(date +%s)
+
+# Validate the params file before any work: a wrong key, type or path stops here, naming the key.
+out_dir=$(python -c "import sys; from interceptor_lib.config import load_params; print(load_params(sys.argv[1]).output_dir)" "$profile") || {
+  echo "run_all: params/$profile.yaml is not valid (see above)" >&2; exit 2; }
+nb_out="$out_dir/notebooks"
+mkdir -p "$nb_out"
+
+for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
+  name=$(basename "$nb")
+  echo "== $name ($profile)"
+  if ! papermill "$nb" "$nb_out/$name" -p profile "$profile" --cwd "$repo/notebooks" --log-output --no-progress-bar >"$nb_out/${name%.ipynb}.log" 2>&1; then
+    tail -n 30 "$nb_out/${name%.ipynb}.log" >&2
+    echo "run_all: $name failed on profile $profile; the executed notebook is $nb_out/$name" >&2
+    exit 1
+  fi
+done
+echo "run_all: profile $profile done in $(( $(date +%s) - start )) s; notebooks in $nb_out"

@@ -1,0 +1,77 @@
+"""Small real media files for tests: H.264 videos of a real photographed face (scikit-image's
+astronaut) or of no face, optionally with an AAC track, and corrupt files."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from skimage import data as skdata
+
+
+def face_frames(n: int = 24, size: tuple[int, int] = (320, 240), seed: int = 0) -> list[np.ndarray]:
+    """Frames of the astronaut's face drifting slowly over a plain background (RGB uint8)."""
+    w, h = size
+    face = cv2.resize(skdata.astronaut()[20:260, 110:350], (150, 150), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(n):
+        img = np.full((h, w, 3), 90, np.uint8)
+        x, y = 60 + int(10 * np.sin(i / 5)), 40 + int(rng.integers(-2, 3))
+        img[y:y + 150, x:x + 150] = face
+        frames.append(img)
+    return frames
+
+
+def noise_frames(n: int = 24, size: tuple[int, int] = (320, 240), seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), (31, 31), 0)
+    return [np.roll(base, i, axis=1) for i in range(n)]
+
+
+def write_video(path, frames, fps: int = 25, audio: np.ndarray | None = None, sample_rate: int = 44100) -> Path:
+    """H.264 mp4 (and an AAC mono track from float `audio` in [-1, 1])."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        vs.options = {"crf": "23", "preset": "ultrafast"}
+        aus = None
+        if audio is not None:
+            aus = c.add_stream("aac", rate=sample_rate)
+            aus.layout = "mono"
+        for f in frames:
+            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        if aus is not None:
+            samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+            step = 1024
+            for i in range(0, len(samples), step):
+                chunk = samples[i:i + step]
+                af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+                af.sample_rate = sample_rate
+                af.pts = i
+                af.time_base = Fraction(1, sample_rate)
+                for p in aus.encode(af):
+                    c.mux(p)
+            for p in aus.encode():
+                c.mux(p)
+    return path
+
+
+def tone(seconds: float, sample_rate: int = 44100, freq: float = 220.0) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    return (0.3 * np.sin(2 * np.pi * freq * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def write_corrupt(path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    return path

@@ -1,0 +1,90 @@
+"""Params files fail before any work, naming the key."""
+
+import textwrap
+
+import pytest
+
+from interceptor_lib import REPO_ROOT
+from interceptor_lib.config import load_params
+from interceptor_lib.errors import ParamsError
+
+
+def write(tmp_path, text, name="p.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_demo_and_smoke_profiles_load_and_smoke_extends_demo():
+    demo, smoke = load_params("demo"), load_params("smoke")
+    assert demo.demo_data.scale == "small" and smoke.demo_data.scale == "tiny"
+    assert smoke.device == demo.device == "cpu"                      # inherited
+    assert smoke.preprocess.face_size < demo.preprocess.face_size    # overridden
+    assert smoke.output_dir == str(REPO_ROOT / "outputs" / "smoke")  # placeholders resolved per profile
+    assert smoke.datasets["ffpp"].root == str(REPO_ROOT / "outputs/smoke/demo_data/FaceForensics++")
+
+
+def test_kaggle_profile_names_the_missing_dataset_root():
+    with pytest.raises(ParamsError, match=r"datasets\.ffpp\.root.*/kaggle/input/ff-c23"):
+        load_params("kaggle")
+    p = load_params("colab", check_paths=False)  # colab extends kaggle
+    assert p.preprocess.frames_per_video == 32 and p.datasets["dfdc"].root.startswith("/content/drive")
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path):
+    p = write(tmp_path, """
+        profile: t
+        preprocess:
+          frames_per_vidoe: 8
+        """)
+    with pytest.raises(ParamsError, match=r"'preprocess\.frames_per_vidoe'.*did you mean 'frames_per_video'"):
+        load_params(path=p)
+
+
+def test_wrong_type_is_named(tmp_path):
+    p = write(tmp_path, """
+        profile: t
+        preprocess: {margin: "wide"}
+        """)
+    with pytest.raises(ParamsError, match=r"'preprocess\.margin' must be float"):
+        load_params(path=p)
+    p = write(tmp_path, "profile: t\npreprocess: {frames_per_video: true}\n")
+    with pytest.raises(ParamsError, match="frames_per_video' must be int"):
+        load_params(path=p)
+
+
+def test_missing_root_and_unknown_indexer_option(tmp_path):
+    p = write(tmp_path, f"""
+        profile: t
+        datasets:
+          celebdf: {{root: {tmp_path}/nowhere}}
+        """)
+    with pytest.raises(ParamsError, match=r"datasets\.celebdf\.root"):
+        load_params(path=p)
+    p = write(tmp_path, f"""
+        profile: t
+        datasets:
+          celebdf: {{root: {tmp_path}, options: {{val_fraktion: 0.2}}}}
+        """)
+    with pytest.raises(ParamsError, match=r"datasets\.celebdf\.options\.val_fraktion"):
+        load_params(path=p)
+    p = write(tmp_path, "profile: t\ndatasets:\n  celebdf: {enabled: false}\n")
+    with pytest.raises(ParamsError, match=r"missing params key 'datasets\.celebdf\.root'"):
+        load_params(path=p)
+
+
+def test_overrides_are_validated_like_the_file():
+    p = load_params("smoke", overrides={"preprocess.workers": 1})
+    assert p.preprocess.workers == 1
+    with pytest.raises(ParamsError, match="preprocess.wokers"):
+        load_params("smoke", overrides={"preprocess.wokers": 1})
+
+
+def test_unknown_profile_lists_the_available_ones():
+    with pytest.raises(ParamsError, match="demo.*smoke"):
+        load_params("nosuchprofile")
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("INTERCEPTOR_PROFILE", "demo")
+    assert load_params().profile == "demo"

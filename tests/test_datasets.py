@@ -1,0 +1,84 @@
+"""Training datasets over the cache: batch contract, augmentation, balanced sampling."""
+
+import numpy as np
+import pytest
+import torch
+from media import face_frames, tone, write_video
+from torch.utils.data import DataLoader
+
+from interceptor_lib.data.cache import PreprocessParams, build_cache
+from interceptor_lib.data.datasets import (ClipDataset, FrameDataset, build_transform,
+                                           class_balanced_sampler)
+from interceptor_lib.data.table import make_table
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ds")
+    rows = []
+    for i, (label, audio) in enumerate([(0, True), (1, True), (1, False)]):
+        frames = [np.clip(f.astype(int) + 10 * i, 0, 255).astype(np.uint8) for f in face_frames(30, seed=i)]
+        path = write_video(d / f"v{i}.mp4", frames, audio=tone(1.2) if audio else None)
+        rows.append({"video_id": f"dfdc/v{i}", "path": str(path), "label": label, "split": "train",
+                     "dataset": "dfdc", "method": "dfdc" if label else "real", "group": f"g{i}", "chunk": 0,
+                     "has_audio": True, "original_id": "", "member": ""})
+    params = PreprocessParams(frames_per_video=5, clips_per_video=2, clip_len=4, face_size=48,
+                              audio_window_s=0.25, workers=1, max_failure_rate=0.5)
+    table = make_table(rows)
+    return table, build_cache(table, params, d / "cache", progress=False)
+
+
+def test_frame_batches_follow_the_contract(cached):
+    table, cache = cached
+    ds = FrameDataset(table, cache)
+    assert len(ds) == 3 * 5
+    batch = next(iter(DataLoader(ds, batch_size=4, shuffle=False)))
+    assert batch["image"].shape == (4, 3, 48, 48) and batch["image"].dtype == torch.float32
+    assert batch["label"].tolist() == [0, 0, 0, 0] and batch["video_id"] == ["dfdc/v0"] * 4
+    # ImageNet-normalised: roughly zero-centred, not in [0, 1] or [0, 255]
+    assert batch["image"].min() < 0 < batch["image"].max() < 5
+    assert ds.labels.tolist() == [0] * 5 + [1] * 10
+
+
+def test_clip_batches_carry_audio_and_its_mask(cached):
+    table, cache = cached
+    ds = ClipDataset(table, cache)
+    batch = next(iter(DataLoader(ds, batch_size=6, shuffle=False)))
+    assert batch["clip"].shape == (6, 4, 3, 48, 48)
+    assert batch["audio"].shape == (6, 4000)
+    assert batch["has_audio"].tolist() == [True, True, True, True, False, False]
+    assert batch["audio"][4:].abs().max() == 0 and batch["audio"][:4].abs().max() > 0.05
+
+
+def test_eval_transform_is_deterministic_and_train_transform_augments(cached):
+    table, cache = cached
+    raw = torch.from_numpy(cache.reader("dfdc/v0").frames()[0]).permute(2, 0, 1)
+    ev = build_transform(train=False)
+    assert torch.equal(ev(raw), ev(raw))
+    torch.manual_seed(0)
+    tr = build_transform(train=True, p_color=1.0)
+    assert not torch.allclose(tr(raw), ev(raw))
+
+
+def test_clip_augmentation_uses_one_draw_for_all_frames(cached):
+    table, cache = cached
+    clip = torch.from_numpy(cache.reader("dfdc/v0").clip(0)).permute(0, 3, 1, 2)
+    ev = build_transform(train=False)
+    flips = 0
+    for seed in range(8):
+        torch.manual_seed(seed)
+        out = build_transform(train=True, p_color=0, p_blur=0, p_jpeg=0, p_downscale=0)(clip)
+        flipped = [torch.allclose(out[t], ev(clip[t]).flip(-1)) for t in range(len(clip))]
+        same = [torch.allclose(out[t], ev(clip[t])) for t in range(len(clip))]
+        assert all(flipped) or all(same)  # never a clip with some frames flipped
+        flips += all(flipped)
+    assert 0 < flips < 8
+
+
+def test_class_balanced_sampler_draws_classes_equally():
+    labels = np.array([0] * 100 + [1] * 500)  # 1 real : 5 fakes, like FF++
+    g = torch.Generator().manual_seed(0)
+    drawn = labels[list(class_balanced_sampler(labels, num_samples=20000, generator=g))]
+    assert abs(drawn.mean() - 0.5) < 0.02
+    with pytest.raises(ValueError, match="both classes"):
+        class_balanced_sampler(np.ones(10, int))
