@@ -21,6 +21,7 @@ import yaml
 
 from interceptor_lib import REPO_ROOT
 from interceptor_lib.data.cache import PreprocessParams
+from interceptor_lib.data.crops_file import IMAGE_FORMATS
 from interceptor_lib.errors import ParamsError
 
 PARAMS_DIR = REPO_ROOT / "params"
@@ -191,8 +192,9 @@ def _check(p: Params, check_paths: bool) -> None:
         raise ParamsError(f"params key 'device' must be auto, cpu or cuda, got {p.device!r}")
     if p.demo_data.scale not in ("tiny", "small", "medium"):
         raise ParamsError(f"params key 'demo_data.scale' must be tiny, small or medium, got {p.demo_data.scale!r}")
-    if p.preprocess.image_format not in ("png", "jpg"):
-        raise ParamsError(f"params key 'preprocess.image_format' must be png or jpg, got {p.preprocess.image_format!r}")
+    if p.preprocess.image_format not in IMAGE_FORMATS:
+        raise ParamsError(f"params key 'preprocess.image_format' must be one of {IMAGE_FORMATS}, "
+                          f"got {p.preprocess.image_format!r}")
     if p.preprocess.detector not in ("haar", "yunet"):
         raise ParamsError(f"params key 'preprocess.detector' must be haar or yunet, got {p.preprocess.detector!r}")
     if p.preprocess.detector == "yunet" and not (p.preprocess.detector_model and Path(p.preprocess.detector_model).is_file()):

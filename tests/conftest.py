@@ -1,8 +1,5 @@
-import os
 import sys
 from pathlib import Path
 
-# Notebooks under nbval run on the smoke profile (their parameters cell reads this variable).
-os.environ.setdefault("INTERCEPTOR_PROFILE", "smoke")
-# Test helpers (tests/media.py) are imported as a plain module from this folder.
+# Test helpers (tests/media.py, the tree builders of test_indexers.py) are imported as plain modules.
 sys.path.insert(0, str(Path(__file__).parent))

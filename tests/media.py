@@ -3,13 +3,13 @@ astronaut) or of no face, optionally with an AAC track, and corrupt files."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 from skimage import data as skdata
+
+from interceptor_lib.data.video import write_video  # noqa: F401  (re-exported for the tests)
 
 
 def face_frames(n: int = 24, size: tuple[int, int] = (320, 240), seed: int = 0) -> list[np.ndarray]:
@@ -30,39 +30,6 @@ def noise_frames(n: int = 24, size: tuple[int, int] = (320, 240), seed: int = 0)
     rng = np.random.default_rng(seed)
     base = cv2.GaussianBlur(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), (31, 31), 0)
     return [np.roll(base, i, axis=1) for i in range(n)]
-
-
-def write_video(path, frames, fps: int = 25, audio: np.ndarray | None = None, sample_rate: int = 44100) -> Path:
-    """H.264 mp4 (and an AAC mono track from float `audio` in [-1, 1])."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        vs.options = {"crf": "23", "preset": "ultrafast"}
-        aus = None
-        if audio is not None:
-            aus = c.add_stream("aac", rate=sample_rate)
-            aus.layout = "mono"
-        for f in frames:
-            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if aus is not None:
-            samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-            step = 1024
-            for i in range(0, len(samples), step):
-                chunk = samples[i:i + step]
-                af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-                af.sample_rate = sample_rate
-                af.pts = i
-                af.time_base = Fraction(1, sample_rate)
-                for p in aus.encode(af):
-                    c.mux(p)
-            for p in aus.encode():
-                c.mux(p)
-    return path
 
 
 def tone(seconds: float, sample_rate: int = 44100, freq: float = 220.0) -> np.ndarray:

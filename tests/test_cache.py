@@ -135,3 +135,12 @@ def test_parallel_workers_give_the_same_crops(tmp_path, videos):
     b = build_cache(t, params(workers=2), tmp_path / "b", progress=False)
     for vid in ("dfdc/real", "dfdc/fake"):
         assert (a.reader(vid).frames() == b.reader(vid).frames()).all()
+
+
+def test_image_formats_round_trip(tmp_path, videos):
+    t = table(videos, ["real"])
+    png = build_cache(t, params(image_format="png"), tmp_path, progress=False).reader("dfdc/real").frames()
+    raw = build_cache(t, params(image_format="raw"), tmp_path, progress=False).reader("dfdc/real").frames()
+    jpg = build_cache(t, params(image_format="jpg"), tmp_path, progress=False).reader("dfdc/real").frames()
+    assert np.array_equal(png, raw)  # both lossless
+    assert not np.array_equal(png, jpg) and np.abs(png.astype(int) - jpg).mean() < 3

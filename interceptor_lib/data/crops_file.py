@@ -15,11 +15,36 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from interceptor_lib.data.video import decode_image
-
 MAGIC = b"ICROPS1\n"
+IMAGE_FORMATS = ("png", "jpg", "raw")
+
+
+def encode_crop(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:
+    """Encode an RGB crop: 'png' (lossless, the default, so the compression specialist sees the
+    video's own artifacts and not ours), 'jpg' (about 5x smaller, lossy) or 'raw' (uncompressed:
+    largest, no decoding cost at all)."""
+    if fmt == "raw":
+        return np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    elif fmt == "jpg":
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    else:
+        raise ValueError(f"unknown cache image format {fmt!r}; use one of {IMAGE_FORMATS}")
+    if not ok:
+        raise RuntimeError("OpenCV failed to encode a face crop")
+    return buf.tobytes()
+
+
+def decode_crop(data: bytes, fmt: str, shape) -> np.ndarray:
+    """Inverse of `encode_crop` (RGB uint8 of `shape`)."""
+    if fmt == "raw":
+        return np.frombuffer(data, np.uint8).reshape(shape)
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @dataclass
@@ -30,9 +55,12 @@ class CropEntry:
     frame_indices: np.ndarray            # (N,) int64, sorted
     boxes: np.ndarray                    # (N, 4) float32, x0 y0 x1 y1 in frame pixels
     found: np.ndarray                    # (N,) bool: a face was detected in this frame (else filled)
+    probed: np.ndarray                   # (N,) bool: the detector ran on this frame
     frame_pos: np.ndarray                # (F,) int64: the evenly spaced frames for frame models
     clip_pos: np.ndarray                 # (C, T) int64: consecutive frames for clip models
-    crops: list[bytes]                   # N encoded images
+    crops: list[bytes]                   # N encoded images (see encode_crop)
+    image_format: str = "png"
+    crop_shape: tuple = (224, 224, 3)
     audio: np.ndarray | None = None      # (C, S) int16 windows aligned with the clips, or None
     meta: dict = field(default_factory=dict)
 
@@ -47,8 +75,9 @@ def write_entry(path: Path, entry: CropEntry) -> None:
         audio = {"offset": pos, "shape": list(entry.audio.shape), "dtype": "int16"}
     header = {
         "frame_indices": entry.frame_indices.tolist(), "boxes": np.round(entry.boxes, 2).tolist(),
-        "found": entry.found.tolist(), "frame_pos": entry.frame_pos.tolist(),
-        "clip_pos": entry.clip_pos.tolist(), "clip_len": int(entry.clip_pos.shape[1]), "crops": offsets, "audio": audio, "meta": entry.meta,
+        "found": entry.found.tolist(), "probed": entry.probed.tolist(), "frame_pos": entry.frame_pos.tolist(),
+        "clip_pos": entry.clip_pos.tolist(), "clip_len": int(entry.clip_pos.shape[1]), "crops": offsets, "image_format": entry.image_format,
+        "crop_shape": list(entry.crop_shape), "audio": audio, "meta": entry.meta,
     }
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     tmp = path.with_name(path.name + ".tmp")
@@ -82,6 +111,7 @@ class CropReader:
         self.clip_pos = np.asarray(h["clip_pos"], dtype=np.int64).reshape(len(h["clip_pos"]), h["clip_len"])
         self.boxes = np.asarray(h["boxes"], dtype=np.float32).reshape(-1, 4)
         self.found = np.asarray(h["found"], dtype=bool)
+        self.probed = np.asarray(h["probed"], dtype=bool)
         self.meta = h["meta"]
 
     @property
@@ -103,7 +133,8 @@ class CropReader:
 
     def crops(self, positions) -> np.ndarray:
         """Decoded RGB crops at stored positions, (len, H, W, 3) uint8."""
-        return np.stack([decode_image(b) for b in self.crop_bytes(positions)])
+        fmt, shape = self.header["image_format"], self.header["crop_shape"]
+        return np.stack([decode_crop(b, fmt, shape) for b in self.crop_bytes(positions)])
 
     def frames(self) -> np.ndarray:
         return self.crops(self.frame_pos)

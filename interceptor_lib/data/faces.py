@@ -35,11 +35,14 @@ class HaarFaceDetector:
         self._cascade = cv2.CascadeClassifier(str(path))
         self.max_side, self.min_face_frac = max_side, min_face_frac
         self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
+        # Local (CLAHE) rather than global histogram equalisation: in a dark scene a global
+        # equalisation saturates a lit face and the cascade misses it.
+        self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
     def detect(self, frame_rgb: np.ndarray) -> list[tuple[Box, float]]:
         """All faces in an RGB uint8 frame (H, W, 3) as (box, score), largest first."""
         small, scale = _downscale(frame_rgb, self.max_side)
-        gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+        gray = self._clahe.apply(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         min_side = max(16, int(self.min_face_frac * min(gray.shape)))
         boxes, _, weights = self._cascade.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,

@@ -8,9 +8,9 @@ reason code ('undecodable', 'empty') that the failures table records.
 
 from __future__ import annotations
 
-import fnmatch
 import tarfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -225,22 +225,34 @@ def _decode_image(data: bytes, where: str) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def encode_image(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:
-    """Encode an RGB crop for the cache: PNG (lossless, the default, so the compression specialist
-    sees the video's own artifacts and not ours) or JPEG."""
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    if fmt == "png":
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    elif fmt == "jpg":
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-    else:
-        raise ValueError(f"unknown cache image format {fmt!r}; use 'png' or 'jpg'")
-    if not ok:
-        raise RuntimeError("OpenCV failed to encode a face crop")
-    return buf.tobytes()
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Inverse of `encode_image` (RGB uint8)."""
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
+def write_video(path, frames, fps: int = 25, audio: np.ndarray | None = None, sample_rate: int = 44100,
+                crf: int = 23, preset: str = "veryfast", threads: int = 0) -> Path:
+    """Write RGB uint8 frames as an H.264 (yuv420p) mp4, with an AAC mono track from float `audio`
+    in [-1, 1] when given. `threads=1` makes x264's output byte-identical run to run."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = iter(frames)
+    first = next(frames)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = first.shape[1], first.shape[0], "yuv420p"
+        vs.options = {"crf": str(crf), "preset": preset, **({"threads": str(threads)} if threads else {})}
+        aus = None
+        if audio is not None:
+            aus = c.add_stream("aac", rate=sample_rate)
+            aus.layout = "mono"
+        for f in (first, *frames):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        if aus is not None:
+            samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+            for i in range(0, len(samples), 1024):
+                af = av.AudioFrame.from_ndarray(samples[i:i + 1024].reshape(1, -1), format="s16", layout="mono")
+                af.sample_rate, af.pts, af.time_base = sample_rate, i, Fraction(1, sample_rate)
+                for p in aus.encode(af):
+                    c.mux(p)
+            for p in aus.encode():
+                c.mux(p)
+    return path
