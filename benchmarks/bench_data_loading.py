@@ -54,7 +54,7 @@ def synthetic_video(path: Path, seconds: float, fps: int, width: int, height: in
             img = np.clip(img + cv2.resize(noise, (width, height))[..., None], 0, 255).astype(np.uint8)
             yield img
 
-    return write_video(path, frames(), fps=fps, crf=23, preset="veryfast")
+    return write_video(path, frames(), fps=fps, crf=23)
 
 
 def main(argv=None) -> dict:

@@ -144,3 +144,31 @@ def test_image_formats_round_trip(tmp_path, videos):
     jpg = build_cache(t, params(image_format="jpg"), tmp_path, progress=False).reader("dfdc/real").frames()
     assert np.array_equal(png, raw)  # both lossless
     assert not np.array_equal(png, jpg) and np.abs(png.astype(int) - jpg).mean() < 3
+
+
+def test_wilddeepfake_tar_sequences_are_read_in_one_pass_without_detection(tmp_path):
+    import io
+    import tarfile
+
+    import cv2
+
+    tar_path = tmp_path / "fake_train" / "3.tar.gz"
+    tar_path.parent.mkdir()
+    rng = np.random.default_rng(0)
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for seq in ("7", "8"):
+            for frame in range(9, 13):  # numbering past 9: frames must sort numerically
+                img = np.full((40, 40, 3), 10 * frame, np.uint8) + rng.integers(0, 5, (40, 40, 3), dtype=np.uint8)
+                data = cv2.imencode(".png", img)[1].tobytes()
+                info = tarfile.TarInfo(f"./3/fake/{seq}/{frame}.png")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    rows = [{**row(f"wilddeepfake/fake_train/3/{s}", tar_path, 1, member=f"./3/fake/{s}/"),
+             "dataset": "wilddeepfake", "chunk": -1} for s in ("7", "8")]
+    cache = build_cache(make_table(rows), params(frames_per_video=4, clips_per_video=1), tmp_path / "c", progress=False)
+    man = cache.manifest().set_index("video_id")
+    assert len(man) == 2 and (man["face_rate"] == 1.0).all() and not man["has_audio"].any()
+    frames = cache.reader("wilddeepfake/fake_train/3/7").frames()
+    assert frames.shape == (4, 64, 64, 3)
+    # the whole 40x40 face image is resized (no detection, no margin); brightness rises with frame number
+    assert list(np.argsort(frames.reshape(4, -1).mean(1))) == [0, 1, 2, 3]

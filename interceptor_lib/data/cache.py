@@ -230,6 +230,7 @@ def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
         h, w = imgs[0].shape[:2]
         boxes = np.tile(np.array([0, 0, w, h], np.float32), (len(imgs), 1))
         found = probed = np.ones(len(imgs), bool)
+        face_rate = 1.0
         spec = CropSpec(size=params.face_size, margin=1.0)
     else:
         reuse = item.get("reuse")

@@ -63,7 +63,7 @@ def video_stats(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness", "motion", "bitrate_kbps", "duration_s", "height")):
-    """Histograms of per-video statistics, real vs fake, one row per dataset."""
+    """Density histograms of per-video statistics, real vs fake, one row per dataset."""
     import matplotlib.pyplot as plt
 
     m = manifest.copy()
@@ -75,7 +75,7 @@ def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness",
             for label, name in ((0, "real"), (1, "fake")):
                 v = m[(m["dataset"] == ds) & (m["label"] == label)][col].astype(float)
                 if len(v):
-                    ax.hist(v, bins=15, alpha=0.55, label=name)
+                    ax.hist(v, bins=15, alpha=0.55, label=name, density=True)  # shapes, not counts (1:5)
             ax.set_title(f"{ds}: {col}", fontsize=8)
             ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7)
