@@ -49,3 +49,15 @@ def test_bad_option_and_bad_profile_are_user_errors(tmp_path):
     assert r.returncode == 2 and "val_fraktion" in r.stderr and "Traceback" not in r.stderr
     r = cli("params", "--profile", "kaggle")
     assert r.returncode == 2 and "datasets.ffpp.root" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_make_demo_data_then_index_it(tmp_path):
+    r = cli("make-demo-data", "--out", tmp_path / "demo", "--scale", "tiny", "--seed", "3", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "face_detection_rate" in r.stdout
+    out = tmp_path / "ffpp.csv"
+    r = cli("index", "--dataset", "ffpp", "--root", tmp_path / "demo" / "FaceForensics++", "--out", out)
+    assert r.returncode == 0, r.stderr
+    df = read_table(out)
+    assert set(df["split"]) == {"train", "val", "test"}
+    assert df["label"].mean() == 5 / 6  # two originals and ten fakes per pair
