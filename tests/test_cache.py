@@ -172,3 +172,30 @@ def test_wilddeepfake_tar_sequences_are_read_in_one_pass_without_detection(tmp_p
     assert frames.shape == (4, 64, 64, 3)
     # the whole 40x40 face image is resized (no detection, no margin); brightness rises with frame number
     assert list(np.argsort(frames.reshape(4, -1).mean(1))) == [0, 1, 2, 3]
+
+
+def test_a_full_disk_stops_with_a_message_and_keeps_finished_entries(tmp_path, videos, monkeypatch):
+    import errno
+
+    from interceptor_lib.data import cache as cache_mod
+    from interceptor_lib.data import crops_file
+
+    real_write = crops_file.write_entry
+    calls = []
+
+    def write_or_fill_disk(path, entry):
+        calls.append(path)
+        if len(calls) > 1:  # the second video hits a full disk half-way through its file
+            with open(path.with_name(path.name + ".tmp"), "wb") as f:
+                f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, entry)
+
+    monkeypatch.setattr(cache_mod, "write_entry", write_or_fill_disk)
+    with pytest.raises(PreprocessError, match="disk full.*1 videos are cached"):
+        build_cache(table(videos, ["real", "silent"]), params(), tmp_path, progress=False)
+    cache = FaceCropCache(tmp_path, params())
+    assert cache.manifest()["video_id"].tolist() == ["dfdc/real"]
+    monkeypatch.setattr(cache_mod, "write_entry", real_write)
+    again = build_cache(table(videos, ["real", "silent"]), params(), tmp_path, progress=False)
+    assert sorted(again.manifest()["video_id"]) == ["dfdc/real", "dfdc/silent"]

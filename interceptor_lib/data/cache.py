@@ -15,6 +15,7 @@ original's and the detector never sees the manipulated face first.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing as mp
@@ -167,6 +168,13 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
         run(_tasks(first, cache, params, None))
         run(_tasks(second, cache, params, manifest))
         _check_ceiling(cache, manifest, failures, done[0], total, params, final=True)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise PreprocessError(
+            f"disk full while writing the face-crop cache in {cache.dir} ({len(manifest)} videos are cached "
+            "and kept; a re-run continues from there). Free space, move preprocess.cache_dir, or use "
+            "preprocess.image_format: jpg (about 5x smaller than png).") from e
     finally:
         _save_tables(cache, manifest, failures)
     return cache

@@ -82,15 +82,19 @@ def write_entry(path: Path, entry: CropEntry) -> None:
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<Q", len(hbytes)) + hbytes)
-        for c in entry.crops:
-            f.write(c)
-        if entry.audio is not None:
-            f.write(np.ascontiguousarray(entry.audio, dtype="<i2").tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + struct.pack("<Q", len(hbytes)) + hbytes)
+            for c in entry.crops:
+                f.write(c)
+            if entry.audio is not None:
+                f.write(np.ascontiguousarray(entry.audio, dtype="<i2").tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt leaves no half-written file behind
+        raise
 
 
 class CropReader:
