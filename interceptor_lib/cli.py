@@ -66,6 +66,16 @@ def _cmd_params(a) -> int:
     return 0
 
 
+def _cmd_checkpoint(a) -> int:
+    from interceptor_lib.training.checkpoint import verify_checkpoint
+
+    index = verify_checkpoint(a.path)
+    n = sum(f["bytes"] for f in index["files"].values())
+    print(f"OK {a.path}: {len(index['files'])} chunk(s), {n / 2**20:.1f} MiB, sha256 verified "
+          f"(library {index['library_version']}, {index['created']})")
+    return 0
+
+
 def _parse_option(text: str):
     if "=" not in text:
         raise InterceptorError(f"--option expects KEY=VALUE, got {text!r}")
@@ -98,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=_cmd_make_demo_data)
+
+    s = sub.add_parser("checkpoint", help="checkpoint tools")
+    s.add_argument("action", choices=["verify"], help="verify: check every chunk's size and sha256")
+    s.add_argument("path", help="a checkpoint folder")
+    s.set_defaults(func=_cmd_checkpoint)
 
     for name, func, text in (("prepare", _cmd_prepare, "generate (demo), index and cache faces for a profile"),
                              ("params", _cmd_params, "validate a params profile and print it resolved")):
