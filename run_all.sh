@@ -6,6 +6,8 @@ set -euo pipefail
 profile="${1:-demo}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 start=$(date +%s)
+# Training stops in time against this clock (interceptor_lib.training.budget): a resumed chain keeps it.
+export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
 
 # Validate the params file before any work: a wrong key, type or path stops here, naming the key.
 out_dir=$(python -c "import sys; from interceptor_lib.config import load_params; print(load_params(sys.argv[1]).output_dir)" "$profile") || {

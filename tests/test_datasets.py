@@ -7,8 +7,7 @@ from media import face_frames, tone, write_video
 from torch.utils.data import DataLoader
 
 from interceptor_lib.data.cache import PreprocessParams, build_cache
-from interceptor_lib.data.datasets import (ClipDataset, FrameDataset, build_transform,
-                                           class_balanced_sampler)
+from interceptor_lib.data.datasets import BalancedSampler, ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.table import make_table
 
 
@@ -75,10 +74,23 @@ def test_clip_augmentation_uses_one_draw_for_all_frames(cached):
     assert 0 < flips < 8
 
 
-def test_class_balanced_sampler_draws_classes_equally():
+def test_balanced_sampler_draws_classes_equally():
     labels = np.array([0] * 100 + [1] * 500)  # 1 real : 5 fakes, like FF++
-    g = torch.Generator().manual_seed(0)
-    drawn = labels[list(class_balanced_sampler(labels, num_samples=20000, generator=g))]
+    drawn = labels[list(BalancedSampler(labels, num_samples=20000, seed=0))]
     assert abs(drawn.mean() - 0.5) < 0.02
     with pytest.raises(ValueError, match="both classes"):
-        class_balanced_sampler(np.ones(10, int))
+        BalancedSampler(np.ones(10, int))
+
+
+def test_balanced_sampler_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
+    labels = np.array([0] * 10 + [1] * 40)
+    s = BalancedSampler(labels, seed=3)
+    s.set_epoch(2)
+    full = list(s)
+    s.set_epoch(2, skip=17)
+    assert list(s) == full[17:] and len(s) == len(full) - 17
+    other = BalancedSampler(labels, seed=3)
+    other.set_epoch(1)
+    assert list(other) != full
+    plain = BalancedSampler(labels, seed=3, balanced=False)
+    assert sorted(plain) == list(range(50))  # a shuffle without replacement

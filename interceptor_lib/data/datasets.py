@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import v2
 
 from interceptor_lib.data.cache import FaceCropCache
@@ -167,13 +167,36 @@ class ClipDataset(_CacheDataset):
                 "label": torch.tensor(int(row["label"])), "video_id": row["video_id"]}
 
 
-def class_balanced_sampler(labels, num_samples: int | None = None, generator: torch.Generator | None = None,
-                           replacement: bool = True) -> WeightedRandomSampler:
-    """Draw real and fake items equally often in expectation (weight 1 / class count): the earlier
-    attempt trained on 1 real : 5 fakes and ended up calling everything fake."""
-    labels = np.asarray(labels)
-    counts = np.bincount(labels, minlength=2).astype(np.float64)
-    if (counts == 0).any():
-        raise ValueError(f"class-balanced sampling needs both classes; counts real/fake = {counts.tolist()}")
-    weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
-    return WeightedRandomSampler(weights, num_samples or len(labels), replacement=replacement, generator=generator)
+class BalancedSampler(Sampler[int]):
+    """Draw real and fake items equally often in expectation (weight 1 / class count, with
+    replacement): the earlier attempt trained on 1 real : 5 fakes and ended up calling everything
+    fake. The draw is a pure function of (seed, epoch), and `skip` resumes an epoch after the items
+    already trained on, so a run killed mid-epoch and resumed sees exactly the same batches.
+    With `balanced=False` it is a seeded shuffle without replacement."""
+
+    def __init__(self, labels, num_samples: int | None = None, seed: int = 0, balanced: bool = True):
+        labels = np.asarray(labels)
+        counts = np.bincount(labels, minlength=2).astype(np.float64)
+        if balanced and (counts == 0).any():
+            raise ValueError(f"class-balanced sampling needs both classes; counts real/fake = {counts.tolist()}")
+        self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double) if balanced else None
+        self.n_items, self.num_samples = len(labels), num_samples or len(labels)
+        if not balanced:  # without replacement an epoch cannot be longer than the data
+            self.num_samples = min(self.num_samples, self.n_items)
+        self.seed, self.epoch, self.start = seed, 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Start epoch `epoch`, leaving out its first `skip` draws (already trained on)."""
+        self.epoch, self.start = epoch, skip
+
+    def epoch_indices(self) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.weights is None:
+            return torch.randperm(self.n_items, generator=g)[: self.num_samples]
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=g)
+
+    def __iter__(self):
+        return iter(self.epoch_indices()[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.start)
