@@ -1,0 +1,129 @@
+"""AV, the audio-visual specialist (seed 001): dubbed or lip-synced fakes move the mouth out of step
+with the voice. Reads batch["clip"] (B, T, 3, H, W), batch["audio"] (B, S) (16 kHz mono, the window
+centred on the clip) and batch["has_audio"] (B,).
+
+Channels (48) on a 7 x 7 grid:
+  lip-sync analyzer        conv features of the mouth box (lower-middle of the face crop), mean over T  16
+  audio-visual correlation per cell and channel, Pearson correlation over time between the mouth
+                           features' frame-to-frame change and the audio embedding's change         16
+  voice frequency          conv on the log-mel spectrogram, pooled to 7 x 7 (mel x time)              8
+  temporal audio consistency  conv on |frame-to-frame change| of the audio features, 7 x 7           8
+Missing audio: rows with has_audio = False (videos without an audio track) skip the audio branch;
+their 32 audio-derived channels are a learned "no-audio" embedding, so the model still scores
+them from the lips and the backbone and learns that the audio evidence is absent rather than silent.
+A batch without an "audio" key is treated as having no audio at all. Under DistributedDataParallel
+pass find_unused_parameters=True: a batch without any audio leaves the audio branch unused.
+Audio frames are matched to video frames assuming the clip's frames are consecutive at `fps` and
+centred in the audio window (the data layer's layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import ConvNormAct
+from torch import nn
+
+from interceptor_lib.models.base import BatchError
+from interceptor_lib.models.pixel_ops import PixelSpace
+from interceptor_lib.models.specialists.detector import SpecialistConfig, register_specialist
+from interceptor_lib.models.specialists.log_mel import LogMel
+
+
+@dataclass
+class AudioVisualConfig(SpecialistConfig):
+    sample_rate: int = 16000  # the data layer's audio rate
+    n_mels: int = 64  # common speech front-end resolution
+    win_ms: float = 25.0  # standard speech analysis window
+    hop_ms: float = 10.0  # 100 audio frames per second, several per video frame
+    fps: float = 25.0  # frame rate used to align audio frames with clip frames (FF++/Celeb-DF/DFDC: 25-30)
+    lip_box: tuple[float, ...] = (0.55, 0.95, 0.2, 0.8)  # mouth box (top, bottom, left, right) in face-crop fractions
+    lip_size: tuple[int, ...] = (32, 48)  # mouth box resampled to this (h, w) before the lip convs
+
+
+def frame_alignment(T: int, n_audio: int, hop_s: float, window_s: float, fps: float) -> torch.Tensor:
+    """(T, n_audio) row-normalised matrix averaging the audio frames that fall inside each of the T
+    video frames (frame t lasts 1/fps around window_s/2 + (t - (T-1)/2)/fps; audio frame f is centred
+    at f * hop_s). A video frame with no audio frame inside takes the nearest one."""
+    centres = window_s / 2 + (torch.arange(T, dtype=torch.float64) - (T - 1) / 2) / fps  # (T,)
+    times = torch.arange(n_audio, dtype=torch.float64) * hop_s  # (n_audio,)
+    dist = (times[None, :] - centres[:, None]).abs()  # (T, n_audio)
+    inside = (dist <= 0.5 / fps).double()
+    nearest = F.one_hot(dist.argmin(1), n_audio).double()
+    w = torch.where(inside.sum(1, keepdim=True) > 0, inside, nearest)
+    return (w / w.sum(1, keepdim=True)).float()
+
+
+def pearson_over_time(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Correlation over dim 1 of a (B, S, C, g, g) and b (B, S, C) -> (B, C, g, g); 0 where constant."""
+    a = a - a.mean(1, keepdim=True)
+    b = (b - b.mean(1, keepdim=True))[..., None, None]
+    cov = (a * b).mean(1)
+    return cov / ((a.square().mean(1) + eps).sqrt() * (b.square().mean(1) + eps).sqrt())
+
+
+class AudioVisualModule(nn.Module):
+    out_channels = 48
+    audio_channels = 32  # correlation 16 + voice 8 + temporal consistency 8
+
+    def __init__(self, pixels: PixelSpace, cfg: AudioVisualConfig):
+        super().__init__()
+        self.pixels, self.cfg = pixels, cfg
+        self.logmel = LogMel(cfg.sample_rate, n_fft=512, win_length=round(cfg.sample_rate * cfg.win_ms / 1000),
+                             hop_length=round(cfg.sample_rate * cfg.hop_ms / 1000), n_mels=cfg.n_mels)
+        self.hop_s = self.logmel.hop_length / cfg.sample_rate
+        # Audio encoder: strides on the mel axis only, so every 10 ms step keeps its own features.
+        self.audio_encoder = nn.Sequential(
+            nn.Conv2d(1, 16, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+            nn.Conv2d(16, 16, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        self.voice = ConvNormAct(16, 8, 1)
+        self.audio_dynamics = ConvNormAct(16, 8, 3)
+        self.audio_frame = nn.Linear(16, 16)
+        self.lips = nn.Sequential(ConvNormAct(3, 16, 3, stride=2), ConvNormAct(16, 16, 3, stride=2))
+        self.correlation = ConvNormAct(16, 16, 1)
+        self.no_audio = nn.Parameter(torch.zeros(1, self.audio_channels, cfg.grid, cfg.grid))
+        nn.init.trunc_normal_(self.no_audio, std=0.02)
+        self.pool = nn.AdaptiveAvgPool2d(cfg.grid)
+
+    def mouth(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, 3, H, W) normalised -> (B*T, 3, *lip_size) RGB of the mouth box."""
+        H, W = x.shape[-2:]
+        t, b, l, r = self.cfg.lip_box
+        box = x[..., int(t * H): max(int(b * H), int(t * H) + 1), int(l * W): max(int(r * W), int(l * W) + 1)]
+        return F.adaptive_avg_pool2d(self.pixels.rgb(box.flatten(0, 1)), tuple(self.cfg.lip_size))
+
+    def audio_features(self, wave: torch.Tensor, lip_change: torch.Tensor, T: int) -> torch.Tensor:
+        """(A, S) waveforms and (A, T-1, 16, g, g) mouth changes of the rows with audio -> (A, 32, g, g)."""
+        mel = self.logmel(wave)  # (A, n_mels, F)
+        mel = (mel - mel.mean((1, 2), keepdim=True)) / (mel.std((1, 2), keepdim=True) + 1e-3)  # loudness-free
+        e = self.audio_encoder(mel.unsqueeze(1))  # (A, 16, n_mels/4, F)
+        voice = self.voice(self.pool(e))  # (A, 8, g, g) mel x time
+        dynamics = self.pool(self.audio_dynamics((e[..., 1:] - e[..., :-1]).abs()))  # (A, 8, g, g)
+        align = frame_alignment(T, e.shape[-1], self.hop_s, wave.shape[-1] / self.cfg.sample_rate, self.cfg.fps)
+        per_frame = self.audio_frame(torch.einsum("acf,tf->atc", e.mean(2), align.to(e)))  # (A, T, 16)
+        corr = pearson_over_time(lip_change, per_frame[:, 1:] - per_frame[:, :-1])  # (A, 16, g, g)
+        return torch.cat([self.correlation(corr), voice, dynamics], 1)
+
+    def forward(self, x: torch.Tensor, batch: dict) -> torch.Tensor:
+        B, T = x.shape[:2]
+        if T < 2:
+            raise BatchError(f"the audio-visual specialist needs clips of at least 2 frames, got T = {T}")
+        lips = self.pool(self.lips(self.mouth(x)))  # (B*T, 16, g, g)
+        lips = lips.view(B, T, *lips.shape[1:])
+        out = self.no_audio.expand(B, -1, -1, -1)  # (B, 32, g, g): rows without audio keep the embedding
+        wave = batch.get("audio")
+        if wave is not None:
+            if wave.dim() != 2 or wave.shape[0] != B:
+                raise BatchError(f"batch['audio'] must be (B, S) with B = {B}, got {tuple(wave.shape)}")
+            has = batch.get("has_audio", torch.ones(B, dtype=torch.bool)).to(device=x.device, dtype=torch.bool)
+            rows = has.nonzero().flatten()
+            if len(rows):
+                feats = self.audio_features(wave[rows], (lips[:, 1:] - lips[:, :-1])[rows], T)
+                out = out.index_put((rows,), feats.to(out.dtype))
+        return torch.cat([lips.mean(1), out], 1)  # (B, 48, g, g)
+
+
+register_specialist("av", AudioVisualModule, input_kind="clip", config=AudioVisualConfig,
+                    summary="audio-visual: mouth features, lip-audio correlation, voice spectrum, audio dynamics")
