@@ -1,0 +1,251 @@
+"""The training engine every stage notebook uses: one loop, resumable at any step boundary.
+
+`Trainer(model, train_set, val_set, cfg, run_dir).fit()` trains with AdamW over the model's
+parameter groups (differential learning rates), a cosine schedule with warmup, class-balanced
+sampling, gradient accumulation and clipping, mixed precision on CUDA (bf16 where supported, else
+fp16 with a GradScaler; off on CPU), validates every epoch (frame and video AUC, real- and
+fake-detection rates) and keeps checkpoints through a `CheckpointManager`: the best by validation
+video AUC (never by test) plus the last ones.
+
+It stops at a step boundary when the `RunBudget` says so (time nearly up, SIGTERM/SIGINT), after
+saving the full state — model, optimizer, scheduler, scaler, RNG states and the position in the
+epoch — so that `fit()` on the same `run_dir` continues exactly where it stopped: on CPU with
+`num_workers=0`, a run killed and resumed ends with the same weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from interceptor_lib import __version__
+from interceptor_lib.data.datasets import BalancedSampler
+from interceptor_lib.evaluation.metrics import aggregate_videos, binary_metrics
+from interceptor_lib.models.freezing import param_groups
+from interceptor_lib.training.budget import RunBudget
+from interceptor_lib.training.checkpoint import load_checkpoint
+from interceptor_lib.training.losses import build_loss
+from interceptor_lib.training.retention import CheckpointManager, RetentionPolicy
+
+
+@dataclass
+class TrainConfig:
+    """One stage's training options (resolved from params by the stage notebook)."""
+
+    epochs: int = 1
+    lr: float = 1e-4                  # new layers (specialist modules, fusion, head)
+    pretrained_lr_ratio: float = 0.1  # pretrained backbone layers train at lr * ratio (seeds: 1e-5 vs 1e-4..1e-3)
+    weight_decay: float = 1e-4        # new layers
+    weight_decay_pretrained: float = 1e-5
+    loss: str = "ce"                  # ce | weighted_ce | focal
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    batch_size: int = 16
+    grad_accum: int = 1               # optimizer step every `grad_accum` batches
+    grad_clip: float = 1.0            # max gradient norm (0 = off)
+    warmup_frac: float = 0.1          # share of optimizer steps spent warming up linearly
+    samples_per_epoch: int = 0        # balanced draws per epoch (0 = the number of training items)
+    balanced_sampling: bool = True
+    amp: str = "auto"                 # auto | off | fp16 | bf16 (auto: bf16 if supported, else fp16, on CUDA)
+    channels_last: bool = True        # CUDA only
+    num_workers: int = 0
+    seed: int = 0
+    keep_last: int = 2
+    storage_budget_gb: float | None = None
+    checkpoint_chunk_mb: float = 100
+
+
+@dataclass
+class FitResult:
+    status: str                  # "done" | "stopped"
+    reason: str | None           # why it stopped early
+    best: Path | None            # best checkpoint by validation video AUC
+    last: Path | None
+    history: pd.DataFrame        # one row per finished epoch
+
+
+class Trainer:
+    def __init__(self, model, train_set, val_set, cfg: TrainConfig, run_dir: str | Path,
+                 budget: RunBudget | None = None, device: str | torch.device = "cpu", progress: bool = True,
+                 metadata: dict | None = None):
+        self.model, self.train_set, self.val_set, self.cfg = model, train_set, val_set, cfg
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.budget = budget or RunBudget(None)
+        self.progress = progress
+        self.metadata = metadata or {}
+        self.ckpt = CheckpointManager(self.run_dir / "checkpoints", RetentionPolicy(
+            keep_last=cfg.keep_last, storage_budget_gb=cfg.storage_budget_gb, max_chunk_mb=cfg.checkpoint_chunk_mb))
+        self.model.to(self.device)
+        if cfg.channels_last and self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.loss_fn = build_loss(cfg.loss, train_set.labels if cfg.loss != "ce" else None,
+                                  cfg.focal_gamma, cfg.label_smoothing).to(self.device)
+        self.optimizer = torch.optim.AdamW(param_groups(
+            model, lr_pretrained=cfg.lr * cfg.pretrained_lr_ratio, wd_pretrained=cfg.weight_decay_pretrained,
+            lr_new=cfg.lr, wd_new=cfg.weight_decay))
+        self.sampler = BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
+                                       balanced=cfg.balanced_sampling)
+        if len(self.sampler) < cfg.batch_size:
+            raise ValueError(f"an epoch of {len(self.sampler)} items is smaller than one batch ({cfg.batch_size})")
+        # Full batches only: the heads' BatchNorm cannot train on a batch of one.
+        self.steps_per_epoch = len(self.sampler) // cfg.batch_size
+        total = max(1, cfg.epochs * math.ceil(self.steps_per_epoch / cfg.grad_accum))
+        warm = int(cfg.warmup_frac * total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _warmup_cosine(s, warm, total))
+        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+
+    # -- state ------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step},
+            "history": self.history,
+            "config": {"train": dataclasses.asdict(self.cfg), "model_name": getattr(self.model, "model_name", ""),
+                       "model": dataclasses.asdict(self.model.config) if dataclasses.is_dataclass(
+                           getattr(self.model, "config", None)) else {},
+                       "library_version": __version__, **self.metadata},
+        }
+
+    def resume(self) -> bool:
+        """Continue from the latest checkpoint in run_dir, if any. Returns whether it resumed."""
+        latest = self.ckpt.latest()
+        if latest is None:
+            return False
+        s = load_checkpoint(latest, map_location="cpu")
+        self.model.load_state_dict(s["model"])
+        if "optimizer" not in s:  # a weights-only fallback save: restart the stage from these weights
+            return True
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.scaler.load_state_dict(s["scaler"])
+        torch.set_rng_state(s["rng"]["torch"])
+        np.random.set_state(s["rng"]["numpy"])
+        random.setstate(s["rng"]["python"])
+        if s["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["rng"]["cuda"])
+        p = s["progress"]
+        self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step_in_epoch"], p["global_step"]
+        self.history = list(s.get("history", []))
+        return True
+
+    # -- loop -------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        self.resume()
+        cfg = self.cfg
+        while self.epoch < cfg.epochs:
+            self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
+            # The loader's own generator: creating an iterator then draws its worker seed from it,
+            # not from the global RNG, so a resumed epoch replays the same augmentations.
+            loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
+                                num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda", drop_last=True,
+                                generator=torch.Generator().manual_seed(cfg.seed * 7919 + self.epoch))
+            self.model.train()
+            losses, t0 = [], time.perf_counter()
+            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
+                       initial=self.step_in_epoch, total=self.steps_per_epoch, leave=False)
+            for batch in bar:
+                losses.append(self._train_step(batch))
+                self.step_in_epoch += 1
+                self.global_step += 1
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+                reason = self.budget.should_stop()
+                if reason and self.step_in_epoch < self.steps_per_epoch:
+                    saved = self.ckpt.save(f"step-{self.global_step:07d}", self.state())
+                    return FitResult("stopped", reason, self.ckpt.best(), saved.path, pd.DataFrame(self.history))
+            row = {"epoch": self.epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                   "lr": self.optimizer.param_groups[-1]["lr"], "seconds": time.perf_counter() - t0,
+                   **self.validate()}
+            self.history.append(row)
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            metric = row.get("video_auc")
+            self.ckpt.save(f"epoch-{self.epoch:03d}", self.state(),
+                           metric=None if metric is None or math.isnan(metric) else float(metric))
+            reason = self.budget.should_stop()
+            if reason and self.epoch < cfg.epochs:
+                return FitResult("stopped", reason, self.ckpt.best(), self.ckpt.latest(), pd.DataFrame(self.history))
+        return FitResult("done", None, self.ckpt.best(), self.ckpt.latest(), pd.DataFrame(self.history))
+
+    def _train_step(self, batch: dict) -> float:
+        cfg = self.cfg
+        batch = _to_device(batch, self.device, cfg.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            out = self.model(batch)
+            loss = self.loss_fn(out["logits"].float(), batch["label"]) / cfg.grad_accum
+        self.scaler.scale(loss).backward()
+        if (self.step_in_epoch + 1) % cfg.grad_accum == 0 or self.step_in_epoch + 1 == self.steps_per_epoch:
+            if cfg.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            if hasattr(self.model, "after_optimizer_step"):
+                self.model.after_optimizer_step()
+        return float(loss.detach()) * cfg.grad_accum
+
+    @torch.no_grad()
+    def predict(self, dataset) -> pd.DataFrame:
+        """Frame-level (or clip-level) predictions: video_id, label, prob."""
+        self.model.eval()
+        loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers,
+                            generator=torch.Generator().manual_seed(0))
+        rows = []
+        for batch in loader:
+            b = _to_device(batch, self.device, self.cfg.channels_last)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                prob = self.model(b)["prob"].float().cpu().numpy()
+            rows.append(pd.DataFrame({"video_id": batch["video_id"], "label": batch["label"].numpy(), "prob": prob}))
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["video_id", "label", "prob"])
+
+    def validate(self) -> dict:
+        if self.val_set is None or len(self.val_set) == 0:
+            return {}
+        frames = self.predict(self.val_set)
+        videos = aggregate_videos(frames, score="prob")
+        f = binary_metrics(frames["label"], frames["prob"])
+        v = binary_metrics(videos["label"], videos["prob"])  # the aggregated column keeps its name
+        return {"frame_auc": f["auc"], "video_auc": v["auc"], "video_tnr": v["tnr"], "video_tpr": v["tpr"],
+                "video_balanced_accuracy": v["balanced_accuracy"], "val_log_loss": f["log_loss"]}
+
+
+def _warmup_cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+def _amp_dtype(amp: str, device: torch.device):
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if channels_last and device.type == "cuda" and v.dim() == 4 and k == "image":
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
