@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the notebook chain with papermill: ./run_all.sh [profile]   (default: demo)
 # Executed notebooks go to <output_dir>/notebooks/ (outputs/<profile>/notebooks/ for demo and smoke),
-# keeping their number prefix. The chain stops at the first failing notebook and names it.
+# keeping their number prefix (stage notebooks once per model of train.models: <notebook>__<model>.ipynb).
+# The chain stops at the first failing notebook and names it; a re-run skips finished work.
 set -euo pipefail
 profile="${1:-demo}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -15,13 +16,29 @@ out_dir=$(python -c "import sys; from interceptor_lib.config import load_params;
 nb_out="$out_dir/notebooks"
 mkdir -p "$nb_out"
 
-for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
-  name=$(basename "$nb")
+models=$(python -c "import sys; from interceptor_lib.config import load_params; print(' '.join(load_params(sys.argv[1]).train.models))" "$profile")
+stage_notebooks=$(python -c "from interceptor_lib.config import STAGE_NAMES; print(' '.join(STAGE_NAMES.values()))")
+
+run_notebook() {  # run_notebook NOTEBOOK OUTPUT_NAME [papermill args...]
+  local nb="$1" name="$2"; shift 2
   echo "== $name ($profile)"
-  if ! papermill "$nb" "$nb_out/$name" -p profile "$profile" --cwd "$repo/notebooks" --log-output --no-progress-bar >"$nb_out/${name%.ipynb}.log" 2>&1; then
-    tail -n 30 "$nb_out/${name%.ipynb}.log" >&2
-    echo "run_all: $name failed on profile $profile; the executed notebook is $nb_out/$name" >&2
+  if ! papermill "$nb" "$nb_out/$name.ipynb" -p profile "$profile" "$@" --cwd "$repo/notebooks" \
+       --log-output --no-progress-bar >"$nb_out/$name.log" 2>&1; then
+    tail -n 30 "$nb_out/$name.log" >&2
+    echo "run_all: $name failed on profile $profile; the executed notebook is $nb_out/$name.ipynb" >&2
+    echo "run_all: finished work is kept; re-running ./run_all.sh $profile resumes from here" >&2
     exit 1
+  fi
+}
+
+for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
+  base=$(basename "$nb" .ipynb)
+  if [[ " $stage_notebooks " == *" $base "* ]]; then
+    for model in $models; do            # stage notebooks run once per model: 02_stage1_faceforensics__ll.ipynb
+      run_notebook "$nb" "${base}__${model}" -p model "$model"
+    done
+  else
+    run_notebook "$nb" "$base"
   fi
 done
 echo "run_all: profile $profile done in $(( $(date +%s) - start )) s; notebooks in $nb_out"

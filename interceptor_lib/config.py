@@ -25,7 +25,10 @@ from interceptor_lib.data.crops_file import IMAGE_FORMATS
 from interceptor_lib.errors import ParamsError
 
 PARAMS_DIR = REPO_ROOT / "params"
-PROFILE_ENV = "INTERCEPTOR_PROFILE"  # lets nbval run the notebooks on the smoke profile
+PROFILE_ENV = "INTERCEPTOR_PROFILE"
+#: Notebook of each progressive-training stage, in chain order.
+STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf",
+               "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}  # lets nbval run the notebooks on the smoke profile
 
 
 @dataclass
@@ -58,6 +61,44 @@ class InspectionParams:
 
 
 @dataclass
+class StageParams:
+    """One progressive-training stage (the `train.stages.<name>` entries)."""
+
+    dataset: str                     # ffpp | celebdf | wilddeepfake | dfdc
+    epochs: int = 1                  # for dfdc: epochs per chunk
+    lr: float = 1e-4                 # new layers; pretrained layers get lr * train.pretrained_lr_ratio
+    loss: str = "ce"                 # ce | weighted_ce | focal
+    chunk_order: list[int] | None = None  # dfdc: chunks in training order (None: most to least balanced)
+
+
+@dataclass
+class TrainParams:
+    """Progressive training (notebooks 02-05), shared by every model and stage."""
+
+    models: list[str] = field(default_factory=lambda: ["ll", "bg", "av", "cm", "rr", "tm"])
+    backbone: str = "efficientnet_b4"   # timm name; the demo uses the tiny test_efficientnet
+    pretrained: bool = True             # ImageNet weights from `weights` or the local cache, never downloaded
+    weights: str | None = None          # local backbone weight file
+    trainable_stages: int = 2           # backbone stages fine-tuned (seed 000)
+    batch_size: int = 16
+    num_workers: int = 0
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+    warmup_frac: float = 0.1
+    pretrained_lr_ratio: float = 0.1    # pretrained layers at lr x ratio (differential learning rates)
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    samples_per_epoch: int = 0          # balanced draws per epoch; 0 = the number of training items
+    amp: str = "auto"                   # auto | off | fp16 | bf16 (CUDA only)
+    time_budget_h: float | None = None  # stop (resumably) before the session ends (Kaggle: 11.5 of 12 h)
+    storage_budget_gb: float | None = None  # checkpoints + outputs under output_dir (Kaggle: 20)
+    checkpoint_chunk_mb: float = 100
+    keep_last: int = 2
+    previous_outputs: str | None = None  # read-only outputs of an earlier session to continue from
+    stages: dict[str, StageParams] = field(default_factory=dict)
+
+
+@dataclass
 class Params:
     profile: str
     description: str = ""
@@ -68,6 +109,7 @@ class Params:
     datasets: dict[str, DatasetParams] = field(default_factory=dict)
     preprocess: PreprocessParams = field(default_factory=PreprocessParams)
     inspection: InspectionParams = field(default_factory=InspectionParams)
+    train: TrainParams = field(default_factory=TrainParams)
 
     @property
     def out(self) -> Path:
@@ -180,6 +222,9 @@ def _resolve(p: Params) -> None:
     p.demo_data.out = p.demo_data.out.format(**ctx)
     ctx["demo_data"] = p.demo_data.out
     p.preprocess.cache_dir = p.preprocess.cache_dir.format(**ctx)
+    for attr in ("weights", "previous_outputs"):
+        if getattr(p.train, attr):
+            setattr(p.train, attr, getattr(p.train, attr).format(**ctx))
     for d in p.datasets.values():
         d.root = d.root.format(**ctx)
         d.options = {k: v.format(**ctx) if isinstance(v, str) else v for k, v in d.options.items()}
@@ -200,6 +245,22 @@ def _check(p: Params, check_paths: bool) -> None:
     if p.preprocess.detector == "yunet" and not (p.preprocess.detector_model and Path(p.preprocess.detector_model).is_file()):
         raise ParamsError(f"params key 'preprocess.detector_model' must name an existing YuNet ONNX file "
                           f"when detector is yunet, got {p.preprocess.detector_model!r}")
+    from interceptor_lib.models import list_models
+
+    unknown = [m for m in p.train.models if m not in list_models()]
+    if unknown:
+        raise ParamsError(f"params key 'train.models': unknown model(s) {unknown}; known: {list_models()}")
+    for name, st in p.train.stages.items():
+        if name not in STAGE_NAMES:
+            raise ParamsError(f"unknown params key 'train.stages.{name}'; stages are {list(STAGE_NAMES)}")
+        if st.dataset not in INDEXERS:
+            raise ParamsError(f"params key 'train.stages.{name}.dataset' must be one of {sorted(INDEXERS)}, got {st.dataset!r}")
+        if st.loss not in ("ce", "weighted_ce", "focal"):
+            raise ParamsError(f"params key 'train.stages.{name}.loss' must be ce, weighted_ce or focal, got {st.loss!r}")
+    if check_paths and p.train.weights and not Path(p.train.weights).is_file():
+        raise ParamsError(f"params key 'train.weights': file {p.train.weights} does not exist")
+    if check_paths and p.train.previous_outputs and not Path(p.train.previous_outputs).is_dir():
+        raise ParamsError(f"params key 'train.previous_outputs': folder {p.train.previous_outputs} does not exist")
     for name, d in p.datasets.items():
         if name not in INDEXERS:
             raise ParamsError(f"unknown dataset 'datasets.{name}'; known: {sorted(INDEXERS)}")

@@ -418,3 +418,14 @@ def test_unknown_option_and_dataset_are_rejected(tmp_path):
         official_test_ids("ffpp", tmp_path, split_dir="x")
     with pytest.raises(ParamsError, match="ffpp"):
         index_dataset("faceforensics", tmp_path)
+
+
+def test_wilddeepfake_validation_is_held_out_per_class(tmp_path):
+    # 2 real and 9 fake training tars: val takes tars of both classes and training keeps both
+    for subset, n in (("real_train", 2), ("fake_train", 9), ("real_test", 1), ("fake_test", 1)):
+        cls = subset.split("_")[0]
+        for i in range(1, n + 1):
+            make_tar(tmp_path / subset / f"{i}.tar.gz", [f"./{i}/{cls}/0/0.png", f"./{i}/{cls}/0/1.png"])
+    df = index_quietly("wilddeepfake", tmp_path, val_fraction=0.3)
+    for split in ("train", "val"):
+        assert set(df.loc[df["split"] == split, "label"]) == {0, 1}, split

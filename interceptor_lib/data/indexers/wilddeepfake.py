@@ -62,8 +62,8 @@ _KEYED = re.compile(r"^(.+)([_-])(\d+)\.[A-Za-z]+$")
 
 def index_wilddeepfake(root, val_fraction: float = 0.1, seed: int = 0) -> pd.DataFrame:
     """Index WildDeepfake into the common table, one row per face sequence (see the module doc for
-    `path` / `member`). `*_test` -> test; `*_train` -> train with about `val_fraction` of the tars
-    held out as val (`hold_out_groups`, `seed`). The mirror keeps its own train/valid/test; when it
+    `path` / `member`). `*_test` -> test; `*_train` -> train with about `val_fraction` of the real
+    tars and of the fake tars held out as val (`hold_out_groups`, `seed`). The mirror keeps its own train/valid/test; when it
     has no valid folder, val is held out from train the same way."""
     root = require_dir(root, "wilddeepfake", LAYOUT)
     if any((root / s).is_dir() for s in SUBSETS):
@@ -75,7 +75,12 @@ def index_wilddeepfake(root, val_fraction: float = 0.1, seed: int = 0) -> pd.Dat
                            "neither the official subset folders nor the mirror's split folders "
                            "are here")
     if not any(r["split"] == "val" for r in rows):
-        held = hold_out_groups({r["group"] for r in rows if r["split"] == "train"}, val_fraction, seed)
+        # Each tar holds one class, so hold out real and fake tars separately: an unstratified
+        # draw can move every real training tar to val and leave training with one class.
+        held = {}
+        for label in (0, 1):
+            groups = {r["group"] for r in rows if r["split"] == "train" and r["label"] == label}
+            held.update(hold_out_groups(groups, val_fraction, seed))
         for r in rows:
             if r["split"] == "train":
                 r["split"] = held[r["group"]]
