@@ -102,6 +102,9 @@ class _CacheDataset(Dataset):
     def __init__(self, table: pd.DataFrame, cache: FaceCropCache, transform=None):
         self.table = cache.usable(table)
         self.cache = cache
+        # Plain arrays: a pandas row lookup per item costs more than decoding a small crop.
+        self._ids = self.table["video_id"].to_numpy()
+        self._labels = self.table["label"].to_numpy()
         self.transform = transform or build_transform(train=False)
         self._readers: dict[str, CropReader] = {}
 
@@ -117,7 +120,7 @@ class _CacheDataset(Dataset):
     @property
     def labels(self) -> np.ndarray:
         """Label of every item (for samplers and class weights)."""
-        return self.table["label"].to_numpy()[self._item_video]
+        return self._labels[self._item_video]
 
 
 class FrameDataset(_CacheDataset):
@@ -133,12 +136,12 @@ class FrameDataset(_CacheDataset):
         return len(self._item_video)
 
     def __getitem__(self, i):
-        row = self.table.iloc[self._item_video[i]]
-        rd = self._reader(row["video_id"])
+        v = self._item_video[i]
+        rd = self._reader(self._ids[v])
         pos = rd.frame_pos[self._item_slot[i]]
         img = torch.from_numpy(rd.crops([pos])[0]).permute(2, 0, 1)  # (3, H, W) uint8
-        return {"image": self.transform(img), "label": torch.tensor(int(row["label"])),
-                "video_id": row["video_id"], "frame": int(rd.frame_indices[pos])}
+        return {"image": self.transform(img), "label": torch.tensor(int(self._labels[v])),
+                "video_id": self._ids[v], "frame": int(rd.frame_indices[pos])}
 
 
 class ClipDataset(_CacheDataset):
@@ -157,14 +160,14 @@ class ClipDataset(_CacheDataset):
         return len(self._item_video)
 
     def __getitem__(self, i):
-        row = self.table.iloc[self._item_video[i]]
-        rd = self._reader(row["video_id"])
+        v = self._item_video[i]
+        rd = self._reader(self._ids[v])
         slot = int(self._item_slot[i])
         clip = torch.from_numpy(rd.clip(slot)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
         wave = rd.audio_window(slot)
         audio = torch.from_numpy(wave) if wave is not None else torch.zeros(self._audio_len)
         return {"clip": self.transform(clip), "audio": audio, "has_audio": torch.tensor(wave is not None),
-                "label": torch.tensor(int(row["label"])), "video_id": row["video_id"]}
+                "label": torch.tensor(int(self._labels[v])), "video_id": self._ids[v]}
 
 
 class BalancedSampler(Sampler[int]):
