@@ -2,6 +2,7 @@
 stopped mid-epoch and resumed ends with exactly the weights of one that never stopped."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from media import face_frames, write_video
@@ -63,6 +64,8 @@ def test_fit_trains_validates_and_keeps_checkpoints(tmp_path, data):
     state = load_checkpoint(res.last)
     assert state["progress"] == {"epoch": 2, "step_in_epoch": 0, "global_step": 6}
     assert state["config"]["model_name"] == "ll" and state["config"]["train"]["loss"] == "focal"
+    csv = pd.read_csv(tmp_path / "metrics.csv")
+    assert csv["epoch"].tolist() == [1, 2] and "video_auc" in csv
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, data):

@@ -173,6 +173,7 @@ class Trainer:
                    "lr": self.optimizer.param_groups[-1]["lr"], "seconds": time.perf_counter() - t0,
                    **self.validate()}
             self.history.append(row)
+            pd.DataFrame(self.history).to_csv(self.run_dir / "metrics.csv", index=False)  # one row per epoch
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
             metric = row.get("video_auc")
             self.ckpt.save(f"epoch-{self.epoch:03d}", self.state(),
