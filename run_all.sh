@@ -17,7 +17,8 @@ nb_out="$out_dir/notebooks"
 mkdir -p "$nb_out"
 
 models=$(python -c "import sys; from interceptor_lib.config import load_params; print(' '.join(load_params(sys.argv[1]).train.models))" "$profile")
-stage_notebooks=$(python -c "from interceptor_lib.config import STAGE_NAMES; print(' '.join(STAGE_NAMES.values()))")
+# "<notebook>=<stage>" pairs, e.g. 02_stage1_faceforensics=stage1
+stage_pairs=$(python -c "from interceptor_lib.config import STAGE_NAMES; print(' '.join(f'{n}={s}' for s, n in STAGE_NAMES.items()))")
 
 run_notebook() {  # run_notebook NOTEBOOK OUTPUT_NAME [papermill args...]
   local nb="$1" name="$2"; shift 2
@@ -33,8 +34,14 @@ run_notebook() {  # run_notebook NOTEBOOK OUTPUT_NAME [papermill args...]
 
 for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
   base=$(basename "$nb" .ipynb)
-  if [[ " $stage_notebooks " == *" $base "* ]]; then
+  stage=""
+  for pair in $stage_pairs; do [[ "${pair%%=*}" == "$base" ]] && stage="${pair#*=}"; done
+  if [[ -n "$stage" ]]; then
     for model in $models; do            # stage notebooks run once per model: 02_stage1_faceforensics__ll.ipynb
+      if [[ -f "$out_dir/runs/$model/$stage/done.json" ]]; then
+        echo "== ${base}__${model} ($profile): already trained, skipped"   # its notebook from the first run stays
+        continue
+      fi
       run_notebook "$nb" "${base}__${model}" -p model "$model"
     done
   else
