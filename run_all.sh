@@ -11,14 +11,25 @@ start=$(date +%s)
 export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
 
 # Validate the params file before any work: a wrong key, type or path stops here, naming the key.
-out_dir=$(python -c "import sys; from interceptor_lib.config import load_params; print(load_params(sys.argv[1]).output_dir)" "$profile") || {
-  echo "run_all: params/$profile.yaml is not valid (see above)" >&2; exit 2; }
+# One Python start (importing the package takes seconds) prints: output dir, models, "<notebook>=<stage>" pairs.
+plan=$(python - "$profile" <<'PY'
+import sys
+from interceptor_lib.config import STAGE_NAMES, load_params
+from interceptor_lib.errors import InterceptorError
+try:
+    p = load_params(sys.argv[1])
+except InterceptorError as e:
+    sys.exit(f"error: {e}")
+print(p.output_dir)
+print(" ".join(p.train.models))
+print(" ".join(f"{n}={s}" for s, n in STAGE_NAMES.items()))
+PY
+) || { echo "run_all: params/$profile.yaml is not valid (see above)" >&2; exit 2; }
+out_dir=$(sed -n 1p <<<"$plan")
+models=$(sed -n 2p <<<"$plan")
+stage_pairs=$(sed -n 3p <<<"$plan")   # e.g. 02_stage1_faceforensics=stage1
 nb_out="$out_dir/notebooks"
 mkdir -p "$nb_out"
-
-models=$(python -c "import sys; from interceptor_lib.config import load_params; print(' '.join(load_params(sys.argv[1]).train.models))" "$profile")
-# "<notebook>=<stage>" pairs, e.g. 02_stage1_faceforensics=stage1
-stage_pairs=$(python -c "from interceptor_lib.config import STAGE_NAMES; print(' '.join(f'{n}={s}' for s, n in STAGE_NAMES.items()))")
 
 run_notebook() {  # run_notebook NOTEBOOK OUTPUT_NAME [papermill args...]
   local nb="$1" name="$2"; shift 2
