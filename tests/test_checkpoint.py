@@ -97,6 +97,7 @@ def test_verify_cli_accepts_a_good_checkpoint(tmp_path):
 def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "c", {"a": torch.zeros(2**16), "b": torch.zeros(2**16)}, max_chunk_mb=0.2)
     calls = []
+    real = ck.save_file
 
     def crash_on_second(tensors, filename):
         calls.append(filename)
@@ -104,7 +105,6 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monke
             raise KeyboardInterrupt("session killed")  # what a SIGINT looks like mid-save
         return real(tensors, filename)
 
-    real = ck.save_file
     monkeypatch.setattr(ck, "save_file", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path / "c", {"a": torch.ones(2**16), "b": torch.ones(2**16)}, max_chunk_mb=0.2)

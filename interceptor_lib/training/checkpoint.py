@@ -60,6 +60,7 @@ def save_checkpoint(path: str | Path, state: dict, max_chunk_mb: float = 100, me
             for fname, keys in split.filename_to_tensors.items():
                 fpath = tmp / fname
                 save_file({k: tensors[k] for k in keys}, str(fpath))
+                # hashing the written file (page cache) is faster than serialising to memory first
                 files[fname] = {"sha256": _sha256(fpath), "bytes": fpath.stat().st_size, "tensors": len(keys)}
                 _fsync(fpath)
         index = {"format": FORMAT, "library_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -84,6 +85,17 @@ def verify_checkpoint(path: str | Path) -> dict:
     """Check that every chunk listed in the index exists with its size and sha256. Returns the index;
     raises CheckpointError naming the first bad or missing file."""
     path = Path(path)
+    index = _read_index(path)
+    for fname, info in index["files"].items():
+        f = path / fname
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path}: chunk {fname} is missing")
+        size = f.stat().st_size
+        _check_chunk(path, fname, info, size, _sha256(f) if size == info["bytes"] else "")
+    return index
+
+
+def _read_index(path: Path) -> dict:
     index_path = path / INDEX
     if not index_path.is_file():
         raise CheckpointError(f"{path} is not a complete checkpoint: {INDEX} is missing "
@@ -94,22 +106,22 @@ def verify_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{index_path} is corrupt: {e}") from e
     if index.get("format") != FORMAT:
         raise CheckpointError(f"{index_path}: unknown checkpoint format {index.get('format')!r} (expected {FORMAT})")
-    for fname, info in index["files"].items():
-        f = path / fname
-        if not f.is_file():
-            raise CheckpointError(f"checkpoint {path}: chunk {fname} is missing")
-        if f.stat().st_size != info["bytes"]:
-            raise CheckpointError(f"checkpoint {path}: chunk {fname} has {f.stat().st_size} bytes, "
-                                  f"expected {info['bytes']} (truncated copy?)")
-        if _sha256(f) != info["sha256"]:
-            raise CheckpointError(f"checkpoint {path}: chunk {fname} fails its sha256 check (corrupt)")
     return index
 
 
+def _check_chunk(path: Path, fname: str, info: dict, size: int, sha256: str) -> None:
+    if size != info["bytes"]:
+        raise CheckpointError(f"checkpoint {path}: chunk {fname} has {size} bytes, expected {info['bytes']} "
+                              "(truncated copy?)")
+    if sha256 != info["sha256"]:
+        raise CheckpointError(f"checkpoint {path}: chunk {fname} fails its sha256 check (corrupt)")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", verify: bool = True) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (verifying checksums first by default)."""
+    """Read a checkpoint written by `save_checkpoint`, verifying every chunk's size and sha256
+    first by default (`verify_checkpoint`)."""
     path = Path(path)
-    index = verify_checkpoint(path) if verify else json.loads((path / INDEX).read_text())
+    index = verify_checkpoint(path) if verify else _read_index(path)
     tensors: dict[str, torch.Tensor] = {}
     for fname in index["files"]:
         tensors.update(load_file(str(path / fname), device=str(map_location)))
