@@ -54,3 +54,11 @@ def test_too_small_a_budget_raises_and_loses_nothing(tmp_path):
         m.save("b", state(2), metric=0.6)
     assert m.latest().name == "a"
     assert load_checkpoint(tmp_path / "a")["progress"]["step"] == 1
+
+
+def test_the_budget_counts_everything_under_its_root(tmp_path):
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "crops.bin").write_bytes(b"\0" * int(2.5 * MiB))  # other outputs share the budget
+    m = CheckpointManager(tmp_path / "runs" / "ckpt", RetentionPolicy(storage_budget_gb=4.0 * MiB / 2**30),
+                          budget_root=tmp_path)
+    assert m.save("a", state(1)).kind == "weights"  # 1.5 MiB would fit alone, not next to the cache

@@ -62,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     keep_last: int = 2
     storage_budget_gb: float | None = None
+    storage_root: str | None = None   # the folder the budget covers (the run's output_dir); None: the checkpoints
     checkpoint_chunk_mb: float = 100
 
 
@@ -85,7 +86,8 @@ class Trainer:
         self.progress = progress
         self.metadata = metadata or {}
         self.ckpt = CheckpointManager(self.run_dir / "checkpoints", RetentionPolicy(
-            keep_last=cfg.keep_last, storage_budget_gb=cfg.storage_budget_gb, max_chunk_mb=cfg.checkpoint_chunk_mb))
+            keep_last=cfg.keep_last, storage_budget_gb=cfg.storage_budget_gb, max_chunk_mb=cfg.checkpoint_chunk_mb),
+            budget_root=cfg.storage_root)
         self.model.to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)

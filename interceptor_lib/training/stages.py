@@ -89,7 +89,8 @@ def train_config(params, stage_params) -> TrainConfig:
         loss=stage_params.loss, focal_gamma=t.focal_gamma, label_smoothing=t.label_smoothing,
         batch_size=t.batch_size, grad_accum=t.grad_accum, grad_clip=t.grad_clip, warmup_frac=t.warmup_frac,
         samples_per_epoch=t.samples_per_epoch, amp=t.amp, num_workers=t.num_workers, seed=params.seed,
-        keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, checkpoint_chunk_mb=t.checkpoint_chunk_mb)
+        keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
+        checkpoint_chunk_mb=t.checkpoint_chunk_mb)
 
 
 def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dict:
