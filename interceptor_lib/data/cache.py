@@ -122,7 +122,8 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
     rows = {r.video_id: r._asdict() for r in table.itertuples(index=False)}
     manifest: dict[str, dict] = {}
     failures: dict[str, dict] = {}
-    old_fail = cache.failures().set_index("video_id").to_dict("index") if len(cache.failures()) else {}
+    previous = cache.failures()
+    old_fail = previous.set_index("video_id").to_dict("index") if len(previous) else {}
 
     todo = []
     for vid, r in rows.items():

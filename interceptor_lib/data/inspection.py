@@ -93,7 +93,8 @@ def face_grid(cache, table: pd.DataFrame, n: int = 16, seed: int = 0) -> np.ndar
     for label in (0, 1):
         ids = usable.loc[usable["label"] == label, "video_id"].to_numpy()
         pick = rng.choice(ids, size=min(half, len(ids)), replace=False) if len(ids) else []
-        crops = [cache.reader(v).crops([cache.reader(v).frame_pos[0]])[0] for v in pick]
+        readers = [cache.reader(v) for v in pick]
+        crops = [r.crops([r.frame_pos[0]])[0] for r in readers]
         size = cache.params.face_size
         crops += [np.zeros((size, size, 3), np.uint8)] * (half - len(crops))
         tiles.append(np.concatenate(crops, axis=1))
