@@ -80,6 +80,10 @@ class TrainParams:
     pretrained: bool = True             # ImageNet weights from `weights` or the local cache, never downloaded
     weights: str | None = None          # local backbone weight file
     trainable_stages: int = 2           # backbone stages fine-tuned (seed 000)
+    # Progressive unfreezing, per stage run: {first epoch (0-based): trainable backbone stages, null = all},
+    # e.g. {0: 0, 2: 1, 4: 2} (new layers only, then + the last stage, then + the last two). null: off
+    # (trainable_stages throughout). Epochs count from 0 in every stage (and every DFDC chunk).
+    unfreeze_schedule: dict[int, int | None] | None = None
     batch_size: int = 16
     num_workers: int = 0
     grad_accum: int = 1
@@ -250,6 +254,8 @@ def _check(p: Params, check_paths: bool) -> None:
     unknown = [m for m in p.train.models if m not in list_models()]
     if unknown:
         raise ParamsError(f"params key 'train.models': unknown model(s) {unknown}; known: {list_models()}")
+    if p.train.unfreeze_schedule is not None:
+        p.train.unfreeze_schedule = _unfreeze_schedule(p.train.unfreeze_schedule)
     for name, st in p.train.stages.items():
         if name not in STAGE_NAMES:
             raise ParamsError(f"unknown params key 'train.stages.{name}'; stages are {list(STAGE_NAMES)}")
@@ -276,3 +282,21 @@ def _check(p: Params, check_paths: bool) -> None:
         if check_paths and d.enabled and not generated and not Path(d.root).exists():
             raise ParamsError(f"params key 'datasets.{name}.root': folder {d.root} does not exist "
                               f"(set it to where {name} is, or enabled: false)")
+
+
+def _unfreeze_schedule(schedule: dict) -> dict[int, int | None]:
+    """train.unfreeze_schedule with int epochs (JSON, e.g. a launch snapshot or --overrides, makes
+    them strings), sorted; checks epochs >= 0, a phase for epoch 0, and stages >= 0 or null."""
+    key = "params key 'train.unfreeze_schedule'"
+    out = {}
+    for epoch, stages in schedule.items():
+        e = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else \
+            int(epoch) if isinstance(epoch, str) and epoch.strip().isdigit() else None
+        if e is None or e < 0:
+            raise ParamsError(f"{key} maps epochs (integers >= 0) to trainable backbone stages, got epoch {epoch!r}")
+        if stages is not None and stages < 0:
+            raise ParamsError(f"{key}: epoch {e} must map to a number of stages >= 0 or null (all), got {stages}")
+        out[e] = stages
+    if 0 not in out:
+        raise ParamsError(f"{key} must say what trains from epoch 0 (e.g. {{0: 0, 2: 1, 4: 2}}), got {schedule}")
+    return dict(sorted(out.items()))

@@ -1,5 +1,15 @@
-"""The training engine: it learns, validates, keeps checkpoints, stops on a budget, and a run
-stopped mid-epoch and resumed ends with exactly the weights of one that never stopped."""
+"""The training engine: it learns, validates, keeps checkpoints, stops on a budget (or SIGTERM), a
+run stopped mid-epoch and resumed ends with exactly the weights of one that never stopped, and
+progressive unfreezing grows the trainable set at the configured epochs."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +20,21 @@ from media import face_frames, write_video
 from interceptor_lib.data.cache import PreprocessParams, build_cache
 from interceptor_lib.data.datasets import FrameDataset, build_transform
 from interceptor_lib.data.table import make_table
-from interceptor_lib.models import create_model
+from interceptor_lib.models import create_model, trainable_stages
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.engine import Trainer, TrainConfig
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a small shared CPU, OpenMP threads contending with other processes make
+    these tiny models ~10x slower. The subprocesses below use one thread too (same float results)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +61,38 @@ def model(seed=0):
 
 
 CFG = TrainConfig(epochs=2, lr=1e-3, batch_size=4, samples_per_epoch=12, loss="focal", keep_last=3)
+
+
+class ToyFrames(torch.utils.data.Dataset):
+    """In-memory stand-in for FrameDataset (no video, no cache; cheap to build in a subprocess):
+    `videos` videos of `frames` tiny frames, fakes (two videos in three) brighter. Each item gets light
+    noise from the global RNG, like an augmentation, so exact-resume tests also cover the saved RNG
+    state; items carry their `index` so tests can see who trained on what."""
+
+    def __init__(self, videos: int = 6, frames: int = 4, size: int = 32, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.video = torch.arange(videos * frames) // frames
+        self._labels = (self.video % 3 != 0).long()
+        self.images = torch.rand(len(self.video), 3, size, size, generator=g) - 0.5 \
+            + 0.8 * self._labels[:, None, None, None]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels.numpy()
+
+    def __len__(self):
+        return len(self.video)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i] + 0.05 * torch.randn(self.images.shape[1:]), "label": self._labels[i],
+                "video_id": f"toy/v{int(self.video[i])}", "index": torch.tensor(i)}
+
+
+def toy_data():
+    return ToyFrames(6, seed=0), ToyFrames(3, seed=1)
+
+
+TOY_CFG = TrainConfig(epochs=2, lr=1e-3, batch_size=4, samples_per_epoch=16, loss="focal", keep_last=3)
 
 
 class StopAfter:
@@ -82,3 +136,113 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, data):
     assert second.status == "done"
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+UNFREEZE = dataclasses.replace(CFG, unfreeze_schedule={0: 0, 1: 1})
+
+
+def test_progressive_unfreezing_grows_the_trainable_set_and_frozen_weights_stay(tmp_path, data):
+    train, val = data
+    seen = []
+
+    class Spy(Trainer):
+        def _train_step(self, batch):
+            frozen = {n: p.detach().clone() for n, p in self.model.named_parameters() if not p.requires_grad}
+            loss = super()._train_step(batch)
+            seen.append((self.epoch, sum(p.numel() for p in self.model.parameters() if p.requires_grad)))
+            moved = [n for n, p in self.model.named_parameters() if n in frozen and not torch.equal(p, frozen[n])]
+            assert not moved, f"frozen parameters changed in epoch {self.epoch}: {moved[:3]}"
+            assert all(p.grad is None for n, p in self.model.named_parameters() if n in frozen)
+            return loss
+
+    m = model()
+    assert trainable_stages(m) == 2  # the model's own setting, replaced by the schedule
+    stages = m.backbone.stages
+    before = [[p.detach().clone() for p in s.parameters()] for s in (stages[-1], stages[-2])]
+    Spy(m, train, val, UNFREEZE, tmp_path, progress=False).fit()
+    per_epoch = {e: {n for ee, n in seen if ee == e} for e in (0, 1)}
+    assert len(per_epoch[0]) == len(per_epoch[1]) == 1  # constant within an epoch
+    assert max(per_epoch[0]) < min(per_epoch[1])
+    assert trainable_stages(m) == 1
+    # the last stage, unfrozen in epoch 1, trained with the optimizer built at the start; the one before never did
+    assert any(not torch.equal(p, b) for p, b in zip(stages[-1].parameters(), before[0]))
+    assert all(torch.equal(p, b) for p, b in zip(stages[-2].parameters(), before[1]))
+
+
+def test_a_bad_unfreeze_schedule_is_refused_up_front(tmp_path, data):
+    train, val = data
+    with pytest.raises(ValueError, match="stages in \\[0, "):
+        Trainer(model(), train, val, dataclasses.replace(CFG, unfreeze_schedule={0: 0, 1: 99}), tmp_path)
+    with pytest.raises(ValueError, match="epoch 0"):
+        Trainer(model(), train, val, dataclasses.replace(CFG, unfreeze_schedule={1: 1}), tmp_path)
+
+
+def test_resume_with_unfreezing_is_exact(tmp_path, data):
+    train, val = data
+    full = model()
+    Trainer(full, train, val, UNFREEZE, tmp_path / "full", progress=False).fit()
+    first = Trainer(model(), train, val, UNFREEZE, tmp_path / "cut", budget=StopAfter(5), progress=False).fit()
+    assert first.status == "stopped"
+    assert load_checkpoint(first.last)["progress"] == {"epoch": 1, "step_in_epoch": 1, "global_step": 4}
+    resumed = model(seed=123)
+    Trainer(resumed, train, val, UNFREEZE, tmp_path / "cut", progress=False).fit()
+    assert trainable_stages(resumed) == 1
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+SIGTERM_RUN = r"""
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from test_engine import TOY_CFG, model, toy_data
+from interceptor_lib.training.budget import RunBudget
+from interceptor_lib.training.engine import Trainer
+
+run_dir, ready = Path(sys.argv[1]), Path(sys.argv[2])
+
+class WaitForSignal(Trainer):
+    # Blocks after its second step until the signal arrives, so that SIGTERM lands mid-epoch.
+    def _train_step(self, batch):
+        loss = super()._train_step(batch)
+        if self.global_step == 1:
+            ready.write_text("ready")
+            t = time.time()
+            while not self.budget.signal_received and time.time() - t < 120:
+                time.sleep(0.01)
+        return loss
+
+with RunBudget(None) as budget:
+    res = WaitForSignal(model(), *toy_data(), TOY_CFG, run_dir, budget=budget, progress=False).fit()
+print(json.dumps({"status": res.status, "reason": res.reason, "last": str(res.last)}))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path):
+    run_dir, ready = tmp_path / "cut", tmp_path / "ready"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", SIGTERM_RUN, str(run_dir), str(ready)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t = time.time()
+        while not ready.exists() and proc.poll() is None and time.time() - t < 120:
+            time.sleep(0.05)
+        assert ready.exists(), f"the training subprocess never reached its second step: {proc.communicate()[1]}"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err  # a clean exit, not a death by signal
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "stopped" and result["reason"] == "signal SIGTERM"
+    assert load_checkpoint(result["last"])["progress"] == {"epoch": 0, "step_in_epoch": 2, "global_step": 2}
+
+    resumed = model(seed=123)
+    assert Trainer(resumed, *toy_data(), TOY_CFG, run_dir, progress=False).fit().status == "done"
+    full = model()
+    Trainer(full, *toy_data(), TOY_CFG, tmp_path / "full", progress=False).fit()
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k

@@ -1,12 +1,25 @@
-"""Stage bookkeeping (the chain itself runs in notebooks 02-05 under nbval)."""
+"""Stage bookkeeping (the chain itself runs in notebooks 02-05 under nbval), the fp16 export of a
+finished stage, the `train` command, and a stage launched under torchrun (2 CPU processes, gloo)."""
 
 import json
+import os
+import sys
 
+import numpy as np
 import pytest
+import torch
+from media import face_frames, write_video
 
+from interceptor_lib.cli import main as cli_main
 from interceptor_lib.config import load_params
-from interceptor_lib.errors import InterceptorError
-from interceptor_lib.training.stages import DONE, finished, previous_best, run_dir, run_stage
+from interceptor_lib.data.cache import build_cache
+from interceptor_lib.data.table import make_table, write_table
+from interceptor_lib.errors import InterceptorError, ParamsError
+from interceptor_lib.models import create_model
+from interceptor_lib.paths import RunPaths
+from interceptor_lib.training.checkpoint import load_checkpoint
+from interceptor_lib.training.stages import (DONE, EXPORT, LAUNCH_PARAMS, TrainingStopped, finished, launch_stage,
+                                             previous_best, run_dir, run_stage, torchrun_command, train_config)
 
 
 def test_a_stage_needs_the_previous_one_and_names_its_notebook(tmp_path):
@@ -27,3 +40,108 @@ def test_finished_stages_are_found_here_or_in_previous_outputs(tmp_path):
     assert previous_best(params, "ll", "stage2") == d / "checkpoints" / "epoch-001"
     summary = run_stage(params, "ll", "stage1")  # already done in the earlier session: skipped
     assert summary["skipped"]
+
+
+# --- a real (tiny) stage: index + face-crop cache of 6 FF++ and 6 Celeb-DF videos, 32 px faces ------
+
+def overrides_for(root) -> dict:
+    return {"output_dir": str(root), "device": "cpu", "preprocess.face_size": 32, "preprocess.workers": 1}
+
+
+@pytest.fixture(scope="module")
+def stage_params(tmp_path_factory):
+    """Smoke params over a prepared tiny corpus (what notebook 00 leaves: index/all.csv + the cache)."""
+    root = tmp_path_factory.mktemp("stages")
+    params = load_params("smoke", overrides=overrides_for(root))
+    rows = []
+    for ds in ("ffpp", "celebdf"):
+        for i in range(6):
+            label = int(i >= 2)  # 2 reals, 4 fakes; fakes brighter
+            frames = [np.clip(f.astype(int) + 40 * label, 0, 255).astype(np.uint8) for f in face_frames(8, seed=i)]
+            rows.append({"video_id": f"{ds}/v{i}", "path": str(write_video(root / "videos" / f"{ds}{i}.mp4", frames)),
+                         "label": label, "split": "val" if i in (0, 5) else "train", "dataset": ds,
+                         "method": "fake" if label else "real", "group": f"{ds}{i}"})
+    table = make_table(rows)
+    paths = RunPaths.of(params).ensure()
+    write_table(table, paths.index_file("all"))
+    build_cache(table, params.preprocess, paths.cache_root, progress=False)
+    return params
+
+
+@pytest.fixture(scope="module")
+def stage1(stage_params):
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a shared CPU: threads only contend
+    try:
+        return run_stage(stage_params, "ll", "stage1", progress=False)
+    finally:
+        torch.set_num_threads(n)
+
+
+def test_a_finished_stage_leaves_an_fp16_export_recorded_in_done_json(stage_params, stage1):
+    assert not stage1["skipped"] and stage1["history"]
+    done = finished(stage_params, "ll", "stage1")
+    export = done["export"]
+    assert export == stage1["export"] and export["path"] == str(run_dir(stage_params, "ll", "stage1") / EXPORT)
+    assert export["source"] == done["best"] and export["dtype"] == "float16"
+    weights = load_checkpoint(export["path"])["model"]
+    best = load_checkpoint(done["best"])["model"]
+    assert weights.keys() == best.keys()
+    assert all(w.dtype == (torch.float16 if b.is_floating_point() else b.dtype) for w, b in zip(
+        weights.values(), best.values()))
+    fp16_bytes = sum(w.numel() * w.element_size() for w in weights.values())
+    assert fp16_bytes <= export["bytes"] < fp16_bytes * 1.1  # half the fp32 weights (plus a small index)
+    plain = create_model("ll", backbone="test_efficientnet", pretrained=False)
+    plain.load_state_dict({k: v.to(best[k].dtype) for k, v in weights.items()})
+
+
+def test_train_command_rejects_an_unknown_model_or_stage(stage_params, capsys):
+    args = ["train", "--profile", "smoke", "--overrides", json.dumps(overrides_for(stage_params.output_dir))]
+    assert cli_main(args + ["--model", "zz", "--stage", "stage1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'zz'" in err and "'ll'" in err and "Traceback" not in err
+    assert cli_main(args + ["--model", "ll", "--stage", "stage9"]) == 2
+    assert "no train.stages.stage9" in capsys.readouterr().err
+    assert cli_main(["train", "--profile", "smoke", "--overrides", "{batch: 8}", "--model", "ll",
+                     "--stage", "stage1"]) == 2
+    assert "--overrides expects a JSON object" in capsys.readouterr().err
+    # a finished stage is skipped, through the command too
+    assert cli_main(args + ["--model", "ll", "--stage", "stage1", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] is True
+
+
+def test_unfreeze_schedule_reaches_the_train_config(stage_params):
+    p = load_params("smoke", overrides={**overrides_for(stage_params.output_dir),
+                                        "train.unfreeze_schedule": {"0": 0, "2": None}})
+    assert train_config(p, p.train.stages["stage1"]).unfreeze_schedule == {0: 0, 2: None}
+    with pytest.raises(ParamsError, match="epoch 0"):
+        load_params("smoke", overrides={"train.unfreeze_schedule": {1: 1}})
+
+
+def test_torchrun_command_runs_this_python():
+    cmd = torchrun_command(4, "ll", "stage2", "/x/p.yaml", progress=False)
+    assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert cmd[5:] == ["-m", "interceptor_lib", "train", "--params", "/x/p.yaml", "--model", "ll", "--stage",
+                       "stage2", "--quiet"]
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
+def test_launch_stage_under_torchrun_with_two_processes(stage_params, stage1):
+    params = load_params("smoke", overrides={**overrides_for(stage_params.output_dir), "train.time_budget_h": 1e-4})
+    params.train.stages["stage2"].epochs = 2  # edits made after loading reach the workers (the snapshot)
+    # 1e-4 h is already spent: both workers stop after epoch 1, rank 0 says why, the launcher raises it
+    with pytest.raises(TrainingStopped, match="stopped \\(time budget\\)"):
+        launch_stage(params, "ll", "stage2", profile="smoke", progress=False, nproc=2)
+    assert finished(params, "ll", "stage2") is None
+    params.train.time_budget_h = None
+    summary = launch_stage(params, "ll", "stage2", profile="smoke", progress=False, nproc=2)  # resumes epoch 2
+    assert not summary["skipped"] and summary["init"] == stage1["best"]
+    assert summary["stage_params"]["epochs"] == 2 and [h["epoch"] for h in summary["history"]] == [1, 2]
+    rdir = run_dir(params, "ll", "stage2")
+    snapshot = load_params(path=rdir / LAUNCH_PARAMS)
+    assert snapshot.train.stages["stage2"].epochs == 2 and snapshot.output_dir == params.output_dir
+    state = load_checkpoint(summary["best"])
+    assert state["config"]["world_size"] == 2 and not any(k.startswith("module.") for k in state["model"])
+    assert load_checkpoint(summary["export"]["path"])["model"].keys() == state["model"].keys()
+    assert launch_stage(params, "ll", "stage2", nproc=2)["skipped"]  # done: no second launch
+    assert os.path.isfile(rdir / DONE)

@@ -11,6 +11,16 @@ It stops at a step boundary when the `RunBudget` says so (time nearly up, SIGTER
 saving the full state — model, optimizer, scheduler, scaler, RNG states and the position in the
 epoch — so that `fit()` on the same `run_dir` continues exactly where it stopped: on CPU with
 `num_workers=0`, a run killed and resumed ends with the same weights as one that never stopped.
+
+Progressive unfreezing (`TrainConfig.unfreeze_schedule`, epoch -> trainable backbone stages) is
+applied at the start of every epoch, resumed epochs included; the optimizer holds the frozen
+backbone parameters from the start (they get no gradient, so AdamW leaves them and their state
+alone) and trains them once unfrozen.
+
+Under torchrun (see `distributed.py`) the same loop runs data-parallel: each rank trains on its
+share of the epoch's draws through DistributedDataParallel, validation is sharded and gathered,
+rank 0 alone writes checkpoints and metrics.csv, and a stop on any rank stops every rank at the
+same step; every rank's RNG state is saved, so a DDP run also resumes exactly.
 """
 
 from __future__ import annotations
@@ -19,19 +29,21 @@ import dataclasses
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from interceptor_lib import __version__
 from interceptor_lib.data.datasets import BalancedSampler
 from interceptor_lib.evaluation.metrics import aggregate_videos, binary_metrics
-from interceptor_lib.models.freezing import param_groups
+from interceptor_lib.models.freezing import ProgressiveUnfreezing, param_groups
+from interceptor_lib.training import distributed
 from interceptor_lib.training.budget import RunBudget
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.losses import build_loss
@@ -50,11 +62,11 @@ class TrainConfig:
     loss: str = "ce"                  # ce | weighted_ce | focal
     focal_gamma: float = 2.0
     label_smoothing: float = 0.0
-    batch_size: int = 16
+    batch_size: int = 16              # per process: under DDP a step takes batch_size x world_size items
     grad_accum: int = 1               # optimizer step every `grad_accum` batches
     grad_clip: float = 1.0            # max gradient norm (0 = off)
     warmup_frac: float = 0.1          # share of optimizer steps spent warming up linearly
-    samples_per_epoch: int = 0        # balanced draws per epoch (0 = the number of training items)
+    samples_per_epoch: int = 0        # balanced draws per epoch over all processes (0 = the number of training items)
     balanced_sampling: bool = True
     amp: str = "auto"                 # auto | off | fp16 | bf16 (auto: bf16 if supported, else fp16, on CUDA)
     channels_last: bool = True        # CUDA only
@@ -64,6 +76,10 @@ class TrainConfig:
     storage_budget_gb: float | None = None
     storage_root: str | None = None   # the folder the budget covers (the run's output_dir); None: the checkpoints
     checkpoint_chunk_mb: float = 100
+    # Progressive unfreezing: {first epoch (0-based): trainable trailing backbone stages (None = all)},
+    # e.g. {0: 0, 2: 1, 4: 2}; must say what happens from epoch 0. None: keep the model's own setting.
+    unfreeze_schedule: dict[int, int | None] | None = None
+    find_unused_parameters: bool | None = None  # DDP only; None: only for models that may skip a branch (av)
 
 
 @dataclass
@@ -85,9 +101,13 @@ class Trainer:
         self.budget = budget or RunBudget(None)
         self.progress = progress
         self.metadata = metadata or {}
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.is_main = self.rank == 0
+        # Rank 0 alone writes (and reads the registry of) checkpoints; the others get its answers.
         self.ckpt = CheckpointManager(self.run_dir / "checkpoints", RetentionPolicy(
             keep_last=cfg.keep_last, storage_budget_gb=cfg.storage_budget_gb, max_chunk_mb=cfg.checkpoint_chunk_mb),
-            budget_root=cfg.storage_root)
+            budget_root=cfg.storage_root) if self.is_main else None
+        self.unfreezing = _unfreezing(model, cfg.unfreeze_schedule)
         self.model.to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
@@ -96,10 +116,14 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(param_groups(
             model, lr_pretrained=cfg.lr * cfg.pretrained_lr_ratio, wd_pretrained=cfg.weight_decay_pretrained,
             lr_new=cfg.lr, wd_new=cfg.weight_decay))
-        self.sampler = BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
-                                       balanced=cfg.balanced_sampling)
+        # Same seeded draw on every rank, each taking its rank-strided share (all of it for one process).
+        self.sampler = distributed.ShardedSampler(
+            BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
+                            balanced=cfg.balanced_sampling), self.rank, self.world_size)
         if len(self.sampler) < cfg.batch_size:
-            raise ValueError(f"an epoch of {len(self.sampler)} items is smaller than one batch ({cfg.batch_size})")
+            per = f" per process ({self.sampler.base.num_samples} over {self.world_size})" \
+                if self.world_size > 1 else ""
+            raise ValueError(f"an epoch of {len(self.sampler)} items{per} is smaller than one batch ({cfg.batch_size})")
         # Full batches only: the heads' BatchNorm cannot train on a batch of one.
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size
         total = max(1, cfg.epochs * math.ceil(self.steps_per_epoch / cfg.grad_accum))
@@ -109,25 +133,34 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
+        self.net: torch.nn.Module | None = None  # what the training forward runs: the model, DDP-wrapped under torchrun
+        if self.world_size > 1 and self.rank > 0:
+            # Ranks > 0 draw their own augmentations (rank 0 keeps the caller's stream); saved per rank.
+            _seed_all(cfg.seed * 1_000_003 + self.rank)
 
     # -- state ------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {
+        """Everything a resume needs. Under DDP every rank must call it (it gathers each rank's RNG
+        state: `rng` is this rank's, `rng_ranks` every rank's); the model is the unwrapped module."""
+        rng = _rng_state()
+        s = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": rng,
             "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step},
             "history": self.history,
             "config": {"train": dataclasses.asdict(self.cfg), "model_name": getattr(self.model, "model_name", ""),
                        "model": dataclasses.asdict(self.model.config) if dataclasses.is_dataclass(
                            getattr(self.model, "config", None)) else {},
-                       "library_version": __version__, **self.metadata},
+                       "library_version": __version__, "world_size": self.world_size, **self.metadata},
         }
+        if self.world_size > 1:
+            s["rng_ranks"] = distributed.all_gather_object(rng)
+        return s
 
     def resume(self) -> bool:
         """Continue from the latest checkpoint in run_dir, if any. Returns whether it resumed."""
-        latest = self.ckpt.latest()
+        latest = distributed.run_on_main(lambda: self.ckpt.latest())  # rank 0's choice, on every rank
         if latest is None:
             return False
         s = load_checkpoint(latest, map_location="cpu")
@@ -137,62 +170,105 @@ class Trainer:
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
         self.scaler.load_state_dict(s["scaler"])
-        torch.set_rng_state(s["rng"]["torch"])
-        np.random.set_state(s["rng"]["numpy"])
-        random.setstate(s["rng"]["python"])
-        if s["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(s["rng"]["cuda"])
+        saved_world = s.get("config", {}).get("world_size", 1)
+        per_rank = s.get("rng_ranks")
+        if per_rank and len(per_rank) == self.world_size:
+            _set_rng_state(per_rank[self.rank])
+        elif self.rank == 0:
+            _set_rng_state(s["rng"])  # ranks > 0 keep their own seeded streams
         p = s["progress"]
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step_in_epoch"], p["global_step"]
+        if saved_world != self.world_size:
+            if self.step_in_epoch and self.is_main:
+                warnings.warn(f"{latest} was saved by {saved_world} process(es) and resumes with {self.world_size}: "
+                              "the rest of its epoch is not the exact continuation (other items per step)")
+            self.step_in_epoch = min(self.step_in_epoch, self.steps_per_epoch)
         self.history = list(s.get("history", []))
         return True
 
     # -- loop -------------------------------------------------------------------------------
     def fit(self) -> FitResult:
+        """Train (resuming from run_dir's latest checkpoint) until `cfg.epochs` or a stop request."""
         self.resume()
         cfg = self.cfg
         while self.epoch < cfg.epochs:
+            self._start_epoch()
             self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
             # The loader's own generator: creating an iterator then draws its worker seed from it,
             # not from the global RNG, so a resumed epoch replays the same augmentations.
             loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
                                 num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda", drop_last=True,
-                                generator=torch.Generator().manual_seed(cfg.seed * 7919 + self.epoch))
-            self.model.train()
+                                generator=torch.Generator().manual_seed(cfg.seed * 7919 + self.epoch
+                                                                        + 104_729 * self.rank))
+            self.net.train()
             losses, t0 = [], time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
-                       initial=self.step_in_epoch, total=self.steps_per_epoch, leave=False)
+            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", initial=self.step_in_epoch,
+                       total=self.steps_per_epoch, leave=False, disable=not (self.progress and self.is_main))
             for batch in bar:
                 losses.append(self._train_step(batch))
                 self.step_in_epoch += 1
                 self.global_step += 1
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-                reason = self.budget.should_stop()
+                reason = self._should_stop()
                 if reason and self.step_in_epoch < self.steps_per_epoch:
-                    saved = self.ckpt.save(f"step-{self.global_step:07d}", self.state())
-                    return FitResult("stopped", reason, self.ckpt.best(), saved.path, pd.DataFrame(self.history))
-            row = {"epoch": self.epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                   "lr": self.optimizer.param_groups[-1]["lr"], "seconds": time.perf_counter() - t0,
-                   **self.validate()}
-            self.history.append(row)
-            pd.DataFrame(self.history).to_csv(self.run_dir / "metrics.csv", index=False)  # one row per epoch
+                    path, best, _ = self._save(f"step-{self.global_step:07d}")
+                    return FitResult("stopped", reason, best, path, pd.DataFrame(self.history))
+            self.history.append(self._epoch_row(losses, time.perf_counter() - t0))
+            distributed.run_on_main(self._write_metrics)
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
-            metric = row.get("video_auc")
-            self.ckpt.save(f"epoch-{self.epoch:03d}", self.state(),
-                           metric=None if metric is None or math.isnan(metric) else float(metric))
-            reason = self.budget.should_stop()
+            metric = self.history[-1].get("video_auc")
+            _, best, last = self._save(f"epoch-{self.epoch:03d}",
+                                       metric=None if metric is None or math.isnan(metric) else float(metric))
+            reason = self._should_stop()
             if reason and self.epoch < cfg.epochs:
-                return FitResult("stopped", reason, self.ckpt.best(), self.ckpt.latest(), pd.DataFrame(self.history))
-        return FitResult("done", None, self.ckpt.best(), self.ckpt.latest(), pd.DataFrame(self.history))
+                return FitResult("stopped", reason, best, last, pd.DataFrame(self.history))
+        best, last = distributed.run_on_main(lambda: (self.ckpt.best(), self.ckpt.latest()))
+        return FitResult("done", None, best, last, pd.DataFrame(self.history))
+
+    def _start_epoch(self) -> None:
+        """Apply the unfreezing phase of this epoch; (re)wrap the model for DDP when the set of
+        trainable parameters changed (DDP registers them when it is built)."""
+        changed = self.unfreezing.apply(self.model, self.epoch) if self.unfreezing else False
+        if self.net is None or changed:
+            self.net = distributed.wrap(self.model, self.device, self.cfg.find_unused_parameters, previous=self.net)
+
+    def _should_stop(self) -> str | None:
+        """The budget's answer on this rank, agreed over all ranks (one asks: all stop, same step)."""
+        return distributed.agree_on_stop(self.budget.should_stop())
+
+    def _epoch_row(self, losses: list[float], seconds: float) -> dict:
+        loss = float(np.mean(losses)) if losses else float("nan")
+        distributed.sync_buffers(self.model)  # every rank validates (and rank 0 saves) the same weights
+        row = {"epoch": self.epoch + 1, "train_loss": distributed.mean(loss),
+               "lr": self.optimizer.param_groups[-1]["lr"], "seconds": seconds, **self.validate()}
+        return distributed.broadcast_object(row)  # rank 0's row: the same history (and best) on every rank
+
+    def _write_metrics(self) -> None:
+        pd.DataFrame(self.history).to_csv(self.run_dir / "metrics.csv", index=False)  # one row per epoch
+
+    def _save(self, name: str, metric: float | None = None) -> tuple[Path, Path | None, Path | None]:
+        """Save a checkpoint on rank 0 (every rank takes part in gathering the state); returns
+        (saved, best, latest) on every rank once the save is complete."""
+        state = self.state()
+
+        def save():
+            saved = self.ckpt.save(name, state, metric=metric)
+            return saved.path, self.ckpt.best(), self.ckpt.latest()
+
+        out = distributed.run_on_main(save)
+        distributed.barrier()
+        return out
 
     def _train_step(self, batch: dict) -> float:
         cfg = self.cfg
         batch = _to_device(batch, self.device, cfg.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            out = self.model(batch)
-            loss = self.loss_fn(out["logits"].float(), batch["label"]) / cfg.grad_accum
-        self.scaler.scale(loss).backward()
-        if (self.step_in_epoch + 1) % cfg.grad_accum == 0 or self.step_in_epoch + 1 == self.steps_per_epoch:
+        boundary = (self.step_in_epoch + 1) % cfg.grad_accum == 0 or self.step_in_epoch + 1 == self.steps_per_epoch
+        with distributed.no_sync(self.net, sync=boundary):  # accumulate locally, all-reduce on the last micro-batch
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                out = self.net(batch)
+                loss = self.loss_fn(out["logits"].float(), batch["label"]) / cfg.grad_accum
+            self.scaler.scale(loss).backward()
+        if boundary:
             if cfg.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip)
@@ -206,7 +282,7 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, dataset) -> pd.DataFrame:
-        """Frame-level (or clip-level) predictions: video_id, label, prob."""
+        """Frame-level (or clip-level) predictions: video_id, label, prob (this process, all of `dataset`)."""
         self.model.eval()
         loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers,
                             generator=torch.Generator().manual_seed(0))
@@ -219,14 +295,57 @@ class Trainer:
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["video_id", "label", "prob"])
 
     def validate(self) -> dict:
+        """Validation metrics (frame and video level). Under DDP each rank predicts its share of the
+        validation set and the predictions are gathered, so every rank computes the same metrics."""
         if self.val_set is None or len(self.val_set) == 0:
             return {}
-        frames = self.predict(self.val_set)
+        if self.world_size > 1:
+            share = Subset(self.val_set, range(self.rank, len(self.val_set), self.world_size))
+            frames = pd.concat(distributed.all_gather_object(self.predict(share)), ignore_index=True)
+        else:
+            frames = self.predict(self.val_set)
         videos = aggregate_videos(frames, score="prob")
         f = binary_metrics(frames["label"], frames["prob"])
         v = binary_metrics(videos["label"], videos["prob"])  # the aggregated column keeps its name
         return {"frame_auc": f["auc"], "video_auc": v["auc"], "video_tnr": v["tnr"], "video_tpr": v["tpr"],
                 "video_balanced_accuracy": v["balanced_accuracy"], "val_log_loss": f["log_loss"]}
+
+
+def _unfreezing(model, schedule: dict | None) -> ProgressiveUnfreezing | None:
+    """The ProgressiveUnfreezing of `TrainConfig.unfreeze_schedule`, checked against the model's
+    backbone (None when there is no schedule)."""
+    if not schedule:
+        return None
+    phases = {int(k): v for k, v in schedule.items()}
+    backbone = getattr(distributed.unwrap(model), "backbone", None)
+    n = len(getattr(backbone, "stages", ()))
+    if not n:
+        raise ValueError(f"unfreeze_schedule needs a model with a staged `backbone`; "
+                         f"{type(model).__name__} has none")
+    bad = {e: v for e, v in phases.items() if e < 0 or (v is not None and not 0 <= v <= n)}
+    if bad:
+        raise ValueError(f"unfreeze_schedule maps epochs >= 0 to None or a number of stages in [0, {n}] "
+                         f"(backbone {getattr(backbone, 'name', '')!r} has {n} stages); got {bad}")
+    return ProgressiveUnfreezing(phases)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
 
 
 def _warmup_cosine(step: int, warmup: int, total: int) -> float:

@@ -7,14 +7,29 @@ Each stage starts from the previous stage's best checkpoint (chosen on validatio
 outputs attached read-only). A finished stage leaves `done.json` and is skipped on a re-run; an
 interrupted one resumes from its last checkpoint. Stage 4 trains DFDC chunk by chunk in the
 configured order (default: most to least balanced, as notebook 01 shows), each chunk starting from
-the previous chunk's best checkpoint.
+the previous chunk's best checkpoint. A finished stage also leaves an fp16 weights-only export of
+its best checkpoint (`best-fp16/`, half the size, for sharing and inference), recorded in done.json.
+
+Several GPUs: `launch_stage` (what the notebooks call) runs the stage in-process on one device, or,
+when params.device resolves to cuda and more than one GPU is visible, as
+
+    torchrun --standalone --nproc_per_node=<GPUs> -m interceptor_lib train --params <snapshot> ...
+
+(one DDP process per GPU, see `distributed.py`), streaming its output, and returns the summary
+from done.json. The subprocess reads a snapshot of the caller's `params` (overrides included).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import warnings
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,12 +40,16 @@ from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_trans
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.models import create_model
-from interceptor_lib.training.budget import RunBudget
-from interceptor_lib.training.checkpoint import load_checkpoint
+from interceptor_lib.models import create_model, list_models
+from interceptor_lib.training import distributed
+from interceptor_lib.training.budget import SESSION_START_ENV, RunBudget
+from interceptor_lib.training.checkpoint import checkpoint_bytes, export_weights, load_checkpoint
 from interceptor_lib.training.engine import Trainer, TrainConfig
 
 DONE = "done.json"
+EXPORT = "best-fp16"                      # the stage's fp16 weights-only export, next to done.json
+LAUNCH_PARAMS = "launch_params.yaml"      # the params snapshot a torchrun launch reads
+STATUS_ENV = "INTERCEPTOR_STATUS_FILE"    # where `train` records its InterceptorError for launch_stage
 
 
 class TrainingStopped(InterceptorError):
@@ -90,11 +109,16 @@ def train_config(params, stage_params) -> TrainConfig:
         batch_size=t.batch_size, grad_accum=t.grad_accum, grad_clip=t.grad_clip, warmup_frac=t.warmup_frac,
         samples_per_epoch=t.samples_per_epoch, amp=t.amp, num_workers=t.num_workers, seed=params.seed,
         keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
-        checkpoint_chunk_mb=t.checkpoint_chunk_mb)
+        checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule)
 
 
 def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dict:
-    """Train `model_name` through `stage` (skipped when already done). Returns the stage summary."""
+    """Train `model_name` through `stage` (skipped when already done). Returns the stage summary.
+
+    Runs as one process, or as every rank of a DDP group started by torchrun (`run_stage_process`):
+    each rank trains its share, rank 0 alone writes done.json and the fp16 export."""
+    if model_name not in list_models():
+        raise InterceptorError(f"unknown model {model_name!r}; models: {list_models()}")
     if stage not in params.train.stages:
         raise InterceptorError(f"params have no train.stages.{stage}; stages configured: {list(params.train.stages)}")
     done = finished(params, model_name, stage)
@@ -109,6 +133,8 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                                "run notebook 00 with that dataset enabled")
     budget = RunBudget(params.train.time_budget_h * 3600 if params.train.time_budget_h else None)
     device = _device(params.device)
+    if device == "cuda" and distributed.is_distributed():
+        device = f"cuda:{distributed.local_rank()}"
     t0 = time.perf_counter()
     if sp.dataset == "dfdc":
         order = sp.chunk_order or dfdc_chunk_order(data)["chunk"].tolist()
@@ -124,8 +150,9 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                 best = Path(json.loads((rdir / DONE).read_text())["best"])
                 continue
             if rows["label"].nunique() < 2:
-                warnings.warn(f"{model_name} {stage} {name or sp.dataset}: the training rows hold one class "
-                              f"({len(rows)} videos); skipped, the model passes through unchanged")
+                if distributed.is_main():
+                    warnings.warn(f"{model_name} {stage} {name or sp.dataset}: the training rows hold one class "
+                                  f"({len(rows)} videos); skipped, the model passes through unchanged")
                 continue
             model = build_model(params, model_name, best)
             train_set, val_set = make_datasets(params, model, rows, val)
@@ -145,8 +172,142 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                "skipped_parts": [n for n, r in parts if r["label"].nunique() < 2],
                "history": history.to_dict("records"), "seconds": round(time.perf_counter() - t0, 1),
                "stage_params": asdict(sp)}
-    _write_done(run_dir(params, model_name, stage), summary)
+    rdir = run_dir(params, model_name, stage)
+    summary["export"] = distributed.run_on_main(
+        lambda: export_best(best, rdir, {"model_name": model_name, "stage": stage}) if best else None)
+    _write_done(rdir, summary)
     return {**summary, "skipped": False}
+
+
+def export_best(best: Path, rdir: Path, metadata: dict | None = None, max_chunk_mb: float = 100) -> dict:
+    """Write `rdir/best-fp16/`: the weights of checkpoint `best` in fp16, weights only (export_weights).
+    Returns what done.json records of it: path, bytes, dtype, source."""
+    state = load_checkpoint(best)
+    config = state.get("config", {})
+    path = export_weights(state["model"], Path(rdir) / EXPORT, max_chunk_mb=max_chunk_mb, metadata={
+        "source": str(best), "model_config": config.get("model", {}), **(metadata or {})})
+    return {"path": str(path), "bytes": checkpoint_bytes(path), "dtype": "float16", "source": str(best)}
+
+
+def run_stage_process(params, model_name: str, stage: str, progress: bool = True) -> dict:
+    """What `python -m interceptor_lib train` runs, alone or as one torchrun worker: join the process
+    group torchrun describes (none outside torchrun), run the stage, leave the group. On an
+    InterceptorError, rank 0 records it in $INTERCEPTOR_STATUS_FILE (when set, by launch_stage)
+    before re-raising, so the launcher can raise the same error (e.g. TrainingStopped)."""
+    distributed.init_from_env(_device(params.device))
+    try:
+        return run_stage(params, model_name, stage, progress=progress and distributed.is_main())
+    except InterceptorError as e:
+        status = os.environ.get(STATUS_ENV)
+        if status and distributed.is_main():
+            Path(status).write_text(json.dumps({"error": type(e).__name__, "message": str(e)}))
+        if isinstance(e, TrainingStopped):
+            # Every rank stopped at the same step: leave together, so that torchrun (which ends the
+            # other workers as soon as one exits non-zero) cannot cut rank 0 short while it reports.
+            distributed.barrier()
+        raise
+    finally:
+        distributed.shutdown()
+
+
+def processes_for(params) -> int:
+    """How many DDP processes a stage uses: the visible GPUs when params.device resolves to cuda, else 1."""
+    if _device(params.device) != "cuda":
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def torchrun_command(nproc: int, model_name: str, stage: str, params_path: str | Path,
+                     progress: bool = True) -> list[str]:
+    """The torchrun command line of one stage (torchrun = `python -m torch.distributed.run`; this
+    Python's, so the same environment runs the workers)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "interceptor_lib", "train", "--params", str(params_path), "--model", model_name,
+            "--stage", stage] + ([] if progress else ["--quiet"])
+
+
+def launch_stage(params, model_name: str, stage: str, params_file: str | Path | None = None,
+                 profile: str | None = None, progress: bool = True, nproc: int | None = None) -> dict:
+    """Run a stage on every visible GPU: in-process (`run_stage`) for one device, else under torchrun
+    with one DDP process per GPU; returns the stage summary either way.
+
+    The torchrun workers load a snapshot of `params` as it is now (`<run_dir>/launch_params.yaml`),
+    so notebook overrides and edits reach them; `params_file` / `profile` (where `params` came from)
+    are only noted in it. `nproc` overrides the number of processes (processes_for(params)); more
+    than one on CPU uses gloo (for tests). Output streams through as it comes; SIGTERM / SIGINT sent
+    to this process are forwarded to torchrun, whose workers then save and stop at a step boundary.
+    Raises what the workers raised (TrainingStopped after a stop, InterceptorError for a user error),
+    or an InterceptorError with the end of the output if they crashed."""
+    n = processes_for(params) if nproc is None else nproc
+    if n <= 1:
+        return run_stage(params, model_name, stage, progress)
+    if model_name not in list_models():
+        raise InterceptorError(f"unknown model {model_name!r}; models: {list_models()}")
+    done = finished(params, model_name, stage)
+    if done is not None:
+        return {**done, "skipped": True}
+    rdir = run_dir(params, model_name, stage)
+    rdir.mkdir(parents=True, exist_ok=True)
+    snapshot, status = rdir / LAUNCH_PARAMS, rdir / "launch_status.json"
+    source = f"params file {params_file}" if params_file else f"profile {profile or params.profile}"
+    snapshot.write_text(f"# params for torchrun, snapshot of {source} with overrides, resolved\n"
+                        + json.dumps(asdict(params), indent=1, default=str) + "\n")  # JSON is YAML
+    status.unlink(missing_ok=True)
+    env = {**os.environ, STATUS_ENV: str(status),
+           "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": os.environ.get("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "900"),
+           SESSION_START_ENV: os.environ.get(SESSION_START_ENV, str(time.time()))}
+    cmd = torchrun_command(n, model_name, stage, snapshot, progress)
+    print(f"launching {n} processes: {' '.join(cmd)}", flush=True)
+    rc, tail = _run_streaming(cmd, env)
+    if rc != 0:
+        if status.is_file():
+            err = json.loads(status.read_text())
+            raise (TrainingStopped if err["error"] == TrainingStopped.__name__ else InterceptorError)(err["message"])
+        raise InterceptorError(f"torchrun ({n} processes) of {model_name} {stage} failed with exit status {rc}; "
+                               f"the end of its output:\n{tail}")
+    done = finished(params, model_name, stage)
+    if done is None:
+        raise InterceptorError(f"torchrun of {model_name} {stage} exited 0 but wrote no {DONE} in {rdir}")
+    return {**done, "skipped": False}
+
+
+def _run_streaming(cmd: list[str], env: dict) -> tuple[int, str]:
+    """Run `cmd`, copying its output (stdout and stderr, progress bars included) to ours as it comes.
+    Returns the exit status and the last 4000 characters of output."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    tail: deque[str] = deque(maxlen=64)
+    with _forward_signals(proc):
+        fd = proc.stdout.fileno()
+        while chunk := os.read(fd, 1 << 16):
+            text = chunk.decode(errors="replace")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            tail.append(text)
+        rc = proc.wait()
+    proc.stdout.close()
+    return rc, "".join(tail)[-4000:]
+
+
+@contextmanager
+def _forward_signals(proc: subprocess.Popen):
+    """While the block runs, pass SIGTERM / SIGINT on to `proc` instead of dying (main thread only)."""
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[sig] = signal.signal(sig, forward)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def plot_history(summary: dict):
@@ -170,10 +331,15 @@ def plot_history(summary: dict):
 
 
 def _write_done(rdir: Path, summary: dict) -> None:
-    rdir.mkdir(parents=True, exist_ok=True)
-    tmp = rdir / (DONE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=1, default=str))
-    tmp.replace(rdir / DONE)
+    """Write done.json atomically, on rank 0 only; every rank returns once it is written."""
+    def write():
+        rdir.mkdir(parents=True, exist_ok=True)
+        tmp = rdir / (DONE + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=1, default=str))
+        tmp.replace(rdir / DONE)
+
+    distributed.run_on_main(write)
+    distributed.barrier()
 
 
 def _device(name: str):
