@@ -76,6 +76,57 @@ def _cmd_checkpoint(a) -> int:
     return 0
 
 
+def _cmd_predict(a) -> int:
+    """Score videos / images; the logic is inference.predict_paths, this only formats. Exit 2 when
+    any input could not be scored (each with a one-line message), after reporting the others."""
+    from interceptor_lib.inference import format_table, predict_paths
+
+    log = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    results = predict_paths(a.paths, a.run, profile=a.profile, params_file=a.params, frames=a.frames,
+                            explain_dir=a.explain, device=a.device, precropped=a.precropped, log=log)
+    if a.json:
+        print(json.dumps(results, indent=1))
+    else:
+        table = format_table(results)
+        if table:
+            print(table)
+    for r in results:
+        if r.get("explain_error"):
+            print(f"warning: no Grad-CAM: {r['explain_error']}", file=sys.stderr)
+    bad = [r for r in results if not r["ok"]]
+    for r in bad:
+        print(f"error: {r['error']}", file=sys.stderr)
+    return 2 if bad else 0
+
+
+def _cmd_train(a) -> int:
+    """One model through one stage (run_stage); under torchrun, one DDP worker of it."""
+    import os
+
+    from interceptor_lib.config import load_params
+    from interceptor_lib.training.stages import TrainingStopped, run_stage_process
+
+    try:
+        overrides = json.loads(a.overrides) if a.overrides else {}
+    except json.JSONDecodeError as e:
+        raise InterceptorError(f"--overrides expects a JSON object of dotted params keys, "
+                               f'e.g. \'{{"train.batch_size": 8}}\'; got {a.overrides!r} ({e})') from e
+    if not isinstance(overrides, dict):
+        raise InterceptorError(f"--overrides expects a JSON object of dotted params keys, got {a.overrides!r}")
+    params = load_params(a.profile, a.params, overrides)
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+    try:
+        summary = run_stage_process(params, a.model, a.stage, progress=not a.quiet)
+    except TrainingStopped:
+        if not main_rank:
+            return 2  # rank 0 says it once
+        raise
+    if main_rank:
+        keys = ("model", "stage", "dataset", "best", "init", "seconds", "export", "skipped")
+        print(json.dumps({k: summary[k] for k in keys if k in summary}, indent=1, default=str))
+    return 0
+
+
 def _parse_option(text: str):
     if "=" not in text:
         raise InterceptorError(f"--option expects KEY=VALUE, got {text!r}")
@@ -113,6 +164,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["verify"], help="verify: check every chunk's size and sha256")
     s.add_argument("path", help="a checkpoint folder")
     s.set_defaults(func=_cmd_checkpoint)
+
+    s = sub.add_parser("predict", help="score videos / images (files or folders) with a trained ensemble")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="video, image or folder (searched recursively)")
+    s.add_argument("--run", help="output folder of the trained profile, holding ensemble/ensemble.json "
+                                 "(default: the output_dir of --profile / --params)")
+    s.add_argument("--profile", help="profile whose preprocessing to use (default: what the run recorded)")
+    s.add_argument("--params", help="params file instead of a profile name")
+    s.add_argument("--json", action="store_true", help="print one JSON document (a list of results)")
+    s.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per input into DIR")
+    s.add_argument("--frames", type=int, help="evenly spaced frames per video (default: preprocess.frames_per_video)")
+    s.add_argument("--device", default="auto", help="auto (GPU when visible), cpu or cuda")
+    s.add_argument("--precropped", action="store_true", help="images are face crops already: no face detection")
+    s.add_argument("--quiet", action="store_true", help="no per-input progress lines on stderr")
+    s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("train", help="train one model through one stage (under torchrun: one DDP process per GPU)")
+    s.add_argument("--profile", help="profile name in params/ (default: demo)")
+    s.add_argument("--params", help="path of a params file instead of a profile name")
+    s.add_argument("--model", required=True, help="a model of the registry, e.g. ll")
+    s.add_argument("--stage", required=True, help="stage1 .. stage4 (a train.stages entry)")
+    s.add_argument("--overrides", metavar="JSON", help='dotted params keys, e.g. \'{"train.batch_size": 8}\'')
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_cmd_train)
 
     for name, func, text in (("prepare", _cmd_prepare, "generate (demo), index and cache faces for a profile"),
                              ("params", _cmd_params, "validate a params profile and print it resolved")):

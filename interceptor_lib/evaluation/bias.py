@@ -1,0 +1,196 @@
+"""Bias analysis (notebook 07): class bias, calibration, results by measured condition and, on the
+demo corpus, by the artifact family each fake carries.
+
+All functions read the video-level predictions of `pipeline.video_predictions` (one P(fake) column
+per model) and the per-model thresholds chosen on validation (`pipeline.model_thresholds`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from interceptor_lib.evaluation.calibration import apply_temperature, ece, fit_temperature, reliability
+from interceptor_lib.evaluation.metrics import binary_metrics, has_both_classes
+
+# Which specialist is built for which demo artifact family (MISSION.md: one specialist per family).
+SPECIALIST_FAMILY = {"ll": "low_light", "bg": "lighting", "cm": "compression", "rr": "resolution",
+                     "tm": "temporal", "av": "av_sync"}
+CONDITIONS = ("brightness", "blockiness", "sharpness", "motion", "has_audio")
+
+
+def class_bias(videos: pd.DataFrame, thresholds: dict[str, float], split: str = "test") -> pd.DataFrame:
+    """Per model x dataset at the model's validation threshold: the share of videos predicted fake
+    next to the share actually fake, and TPR - TNR (> 0: leans to "fake", < 0: leans to "real")."""
+    rows = []
+    for model, t in thresholds.items():
+        for ds, g in videos[videos["split"] == split].groupby("dataset"):
+            m = binary_metrics(g["label"], g[model], t)
+            rows.append({"model": model, "dataset": ds, "predicted_fake_share": m["predicted_fake_share"],
+                         "actual_fake_share": m["actual_fake_share"], "tpr": m["tpr"], "tnr": m["tnr"],
+                         "tpr_minus_tnr": m["tpr"] - m["tnr"], "threshold": t})
+    return pd.DataFrame(rows)
+
+
+def calibration_table(videos: pd.DataFrame, models: list[str], n_bins: int = 10) -> pd.DataFrame:
+    """Per model: ECE on the test videos before and after temperature scaling fitted on the
+    validation videos (the temperature never sees test), and the fitted temperature."""
+    val, test = videos[videos["split"] == "val"], videos[videos["split"] == "test"]
+    rows = []
+    for m in models:
+        t = fit_temperature(val[m].to_numpy(), val["label"].to_numpy())
+        rows.append({"model": m, "temperature": t, "ece_test": ece(test["label"], test[m], n_bins),
+                     "ece_test_scaled": ece(test["label"], apply_temperature(test[m].to_numpy(), t), n_bins)})
+    return pd.DataFrame(rows)
+
+
+def plot_reliability(videos: pd.DataFrame, models: list[str], n_bins: int = 10):
+    """Reliability diagrams on the test videos (before temperature scaling), one line per model."""
+    import matplotlib.pyplot as plt
+
+    test = videos[videos["split"] == "test"]
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for m in models:
+        r = reliability(test["label"], test[m], n_bins).dropna(subset=["mean_score"])
+        ax.plot(r["mean_score"], r["fake_rate"], marker="o", ms=3, label=m)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="mean predicted P(fake)", ylabel="share actually fake", title="reliability (test videos)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- conditions
+
+def blockiness(gray: np.ndarray, block: int = 8) -> float:
+    """JPEG/MPEG blocking: mean absolute luma step across 8x8 block borders divided by the mean
+    step inside blocks (1 = no blocking; higher = visible block edges)."""
+    g = gray.astype(np.float32)
+    dx = np.abs(np.diff(g, axis=1))
+    cols = np.arange(dx.shape[1])
+    border = (cols % block) == block - 1
+    inside = dx[:, ~border].mean()
+    return float(dx[:, border].mean() / max(inside, 1e-6))
+
+
+def video_conditions(params, video_ids) -> pd.DataFrame:
+    """Measured conditions per video: brightness of the face crop, blockiness of the face crop,
+    sharpness (variance of the Laplacian) and motion (from the cache manifest, measured while
+    caching), and whether the video has audio."""
+    import cv2
+
+    from interceptor_lib.data.prepare import crop_cache
+
+    cache = crop_cache(params)
+    man = cache.manifest().set_index("video_id")
+    rows = []
+    for vid in video_ids:
+        crop = cache.reader(vid).crops([0])[0]
+        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        m = man.loc[vid]
+        rows.append({"video_id": vid, "brightness": float(m["face_brightness"]), "blockiness": blockiness(gray),
+                     "sharpness": float(m["sharpness"]), "motion": float(m["motion"]),
+                     "has_audio": str(m["has_audio"]).lower() in ("true", "1")})
+    return pd.DataFrame(rows)
+
+
+def condition_bins(cond: pd.DataFrame, n_bins: int = 3) -> pd.DataFrame:
+    """Each numeric condition cut into `n_bins` quantile bins (low / mid / high), audio as yes / no."""
+    names = {2: ["low", "high"], 3: ["low", "mid", "high"]}.get(n_bins, [f"q{i + 1}" for i in range(n_bins)])
+    out = cond[["video_id"]].copy()
+    for c in CONDITIONS:
+        if c == "has_audio":
+            out[c] = np.where(cond[c], "yes", "no")
+        else:
+            out[c] = pd.qcut(cond[c].rank(method="first"), n_bins, labels=names).astype(str)
+    return out
+
+
+def condition_table(videos: pd.DataFrame, bins: pd.DataFrame, thresholds: dict[str, float],
+                    split: str = "test", min_per_class: int = 2) -> pd.DataFrame:
+    """Per model x condition x bin on the `split` videos: AUC (needs `min_per_class` of each class,
+    else NaN), balanced accuracy at the validation threshold, counts."""
+    v = videos[videos["split"] == split].merge(bins, on="video_id")
+    rows = []
+    for c in CONDITIONS:
+        for b, g in v.groupby(c):
+            y = g["label"].to_numpy()
+            enough = min((y == 0).sum(), (y == 1).sum()) >= min_per_class
+            for model, t in thresholds.items():
+                m = binary_metrics(y, g[model], t)
+                rows.append({"model": model, "condition": c, "bin": b, "n_real": m["n_real"], "n_fake": m["n_fake"],
+                             "auc": m["auc"] if enough else np.nan, "balanced_accuracy": m["balanced_accuracy"],
+                             "tnr": m["tnr"], "tpr": m["tpr"]})
+    return pd.DataFrame(rows)
+
+
+def plot_heatmap(table: pd.DataFrame, value: str, columns, title: str, fmt: str = "{:.2f}"):
+    """A model x (columns) heatmap of `value` with the numbers written in."""
+    import matplotlib.pyplot as plt
+
+    piv = table.pivot_table(index="model", columns=columns, values=value, sort=False)
+    fig, ax = plt.subplots(figsize=(max(4, 0.75 * piv.shape[1] + 1.5), 0.45 * piv.shape[0] + 1.4))
+    im = ax.imshow(piv.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    for (i, j), x in np.ndenumerate(piv.to_numpy(dtype=float)):
+        ax.text(j, i, "" if np.isnan(x) else fmt.format(x), ha="center", va="center", fontsize=7)
+    labels = [" ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in piv.columns]
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(piv.index)), piv.index, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- demo artifact families
+
+def artifact_families(params, videos: pd.DataFrame) -> pd.DataFrame:
+    """`videos` with the demo corpus's recorded artifact family ("none" for reals) and strength,
+    joined from demo_artifacts.csv on the file path. Raises if the run does not use the demo corpus."""
+    from interceptor_lib.data.prepare import load_index
+
+    if not (params.demo_data and params.demo_data.generate):
+        raise ValueError("artifact families exist only on the synthetic demo corpus (demo_data.generate)")
+    root = Path(params.demo_data.out)
+    art = pd.read_csv(root / "demo_artifacts.csv")
+    index = load_index(params)[["video_id", "path"]]
+    index["relpath"] = [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in index["path"]]
+    fam = index.merge(art[["relpath", "artifact", "strength"]], on="relpath", how="left")
+    out = videos.merge(fam[["video_id", "artifact", "strength"]], on="video_id", how="left")
+    out["artifact"] = out["artifact"].fillna("none")
+    return out
+
+
+def family_table(videos: pd.DataFrame, thresholds: dict[str, float], split: str = "test") -> pd.DataFrame:
+    """Per model x artifact family (test videos, all datasets pooled): that family's fakes against
+    all reals — AUC and the detection rate (TPR) at the model's validation threshold."""
+    v = videos[videos["split"] == split]
+    real = v[v["label"] == 0]
+    rows = []
+    for fam in sorted(set(v.loc[v["label"] == 1, "artifact"])):
+        g = pd.concat([real, v[(v["label"] == 1) & (v["artifact"] == fam)]])
+        for model, t in thresholds.items():
+            m = binary_metrics(g["label"], g[model], t)
+            rows.append({"model": model, "artifact": fam, "n_fake": m["n_fake"], "n_real": m["n_real"],
+                         "auc": m["auc"], "detection_rate": m["tpr"]})
+    return pd.DataFrame(rows)
+
+
+def own_family_check(families: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """For each specialist: its `metric` on its own artifact family, the best other model's, and
+    whether it is the best (the corpus is built so that this can fail)."""
+    rows = []
+    for model, fam in SPECIALIST_FAMILY.items():
+        g = families[families["artifact"] == fam]
+        if model not in set(g["model"]):
+            continue
+        own = float(g.loc[g["model"] == model, metric].iloc[0])
+        others = g[(g["model"] != model) & (g["model"] != "ensemble")]
+        best_other = others.loc[others[metric].idxmax()] if others[metric].notna().any() else None
+        rows.append({"specialist": model, "artifact": fam, metric: own,
+                     "best_other": None if best_other is None else best_other["model"],
+                     f"best_other_{metric}": np.nan if best_other is None else float(best_other[metric]),
+                     "beats_others": bool(best_other is None or own > float(best_other[metric]))})
+    return pd.DataFrame(rows)

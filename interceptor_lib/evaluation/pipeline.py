@@ -1,0 +1,266 @@
+"""The evaluation stage (notebook 06): score every trained model on every validation and test split,
+fit the ensemble on validation, and produce one tidy results table.
+
+    items = item_predictions(params)          # per frame (image models) / per clip (clip models)
+    videos = video_predictions(items)         # one row per video, one column per model
+    ens = fit_and_save_ensemble(params, videos)   # weights, temperature, threshold: validation only
+    videos = add_ensemble(videos, ens)
+    results = results_table(items, videos)    # model x test set x level x threshold
+
+Thresholds: each model's "val" threshold is chosen on its pooled validation videos (all datasets'
+validation splits, never test) and applied unchanged to every test split, as a deployed detector
+would; the ensemble's is the one saved in ensemble.json (chosen on the calibrated validation prob).
+
+Levels: "frame" is the model's own scoring unit (a frame for image models, a clip for clip models);
+"video" averages those per video (the mean, as `predict` does). The ensemble combines video-level
+member probabilities, so it has video rows only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from interceptor_lib.errors import InterceptorError
+from interceptor_lib.evaluation.metrics import (aggregate_videos, binary_metrics, bootstrap_auc_ci,
+                                                choose_threshold, evaluate, has_both_classes, per_group_metrics)
+
+ENSEMBLE = "ensemble"
+TEST_SPLIT = "test"
+META = ["dataset", "split", "video_id", "label", "method"]
+
+
+def eval_dir(params) -> Path:
+    return Path(params.output_dir) / "eval"
+
+
+def load_members(params, models: list[str] | None = None, device: str = "cpu"):
+    """The trained models (best checkpoint of each one's last finished stage) as an Ensemble with
+    equal weights, trunks shared where identical, plus {name: checkpoint}."""
+    from interceptor_lib.ensemble import Ensemble, find_member_checkpoints, load_member
+
+    ckpts = find_member_checkpoints(params, models or list(params.train.models))
+    members = {n: load_member(p, device) for n, p in ckpts.items()}
+    return Ensemble(members).eval(), ckpts
+
+
+def _eval_rows(params) -> pd.DataFrame:
+    from interceptor_lib.data.prepare import crop_cache, load_index
+
+    table = crop_cache(params).usable(load_index(params))
+    return table[table["split"].isin(["val", TEST_SPLIT])].reset_index(drop=True)
+
+
+@torch.inference_mode()
+def _score(ens, rows: pd.DataFrame, cache, kind: str, names: list[str], batch_size: int, device) -> pd.DataFrame:
+    from torch.utils.data import DataLoader
+
+    from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
+
+    dc = ens.data_config
+    ds = (FrameDataset if kind == "image" else ClipDataset)(rows, cache, build_transform(False, dc["mean"], dc["std"]))
+    out = {"video_id": [], **{n: [] for n in names}}
+    for b in DataLoader(ds, batch_size=batch_size, shuffle=False):
+        x = {k: v.to(device) for k, v in b.items() if k in ("image", "clip", "audio", "has_audio")}
+        for n, p in ens.run_members(x, names).items():
+            out[n] += p.float().cpu().tolist()
+        out["video_id"] += list(b["video_id"])
+    df = pd.DataFrame(out)
+    df.insert(1, "item", df.groupby("video_id").cumcount())
+    return df.melt(id_vars=["video_id", "item"], var_name="model", value_name="prob")
+
+
+def item_predictions(params, models: list[str] | None = None, batch_size: int = 32, device: str = "cpu",
+                     reuse: bool = True) -> pd.DataFrame:
+    """P(fake) of every model on every frame (image models) or clip (clip models) of every validation
+    and test video. Long format: model, dataset, split, video_id, label, method, item, prob.
+    Saved to <output_dir>/eval/item_predictions.csv with the checkpoints it came from; with `reuse`,
+    a later call with the same checkpoints reads it instead of scoring again."""
+    from interceptor_lib.data.prepare import crop_cache
+
+    ens, ckpts = load_members(params, models, device)
+    out_dir = eval_dir(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = {n: str(p) for n, p in ckpts.items()}
+    cached, meta = out_dir / "item_predictions.csv", out_dir / "item_predictions.json"
+    if reuse and cached.is_file() and meta.is_file() and json.loads(meta.read_text()) == stamp:
+        return pd.read_csv(cached)
+    rows = _eval_rows(params)
+    if rows.empty:
+        raise InterceptorError("no cached validation or test videos: run notebook 00_prepare_data first")
+    cache = crop_cache(params)
+    parts = []
+    for kind in ("image", "clip"):
+        names = [n for n in ens.names if ens.members[n].input_kind == kind]
+        if names:
+            parts.append(_score(ens, rows, cache, kind, names, batch_size, device))
+    items = pd.concat(parts, ignore_index=True).merge(rows[META], on="video_id", how="left")
+    items = items[["model", *META, "item", "prob"]]
+    items.to_csv(cached, index=False)
+    meta.write_text(json.dumps(stamp, indent=1))
+    return items
+
+
+def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
+    """One row per video (dataset, split, video_id, label, method), one P(fake) column per model:
+    the mean of the model's frame / clip probabilities."""
+    v = items.groupby(["model", "video_id"], sort=False)["prob"].mean().unstack("model")
+    models = list(dict.fromkeys(items["model"]))
+    meta = items.drop_duplicates("video_id").set_index("video_id")[[c for c in META if c != "video_id"]]
+    return meta.join(v[models]).reset_index()[META + models]
+
+
+def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
+                          method: str = "log_loss", shrink: float = 0.1) -> dict:
+    """Fit the ensemble on the pooled validation videos of every dataset (weights, temperature,
+    threshold; `interceptor_lib.ensemble.fit_ensemble`) and write <output_dir>/ensemble/ensemble.json
+    for `predict`. Returns the fit (weights, temperature, threshold, val metrics, path)."""
+    from interceptor_lib.ensemble import find_member_checkpoints, fit_ensemble, save_ensemble_config
+
+    models = models or [c for c in videos.columns if c not in META and c != ENSEMBLE]
+    val = videos[videos["split"] == "val"].dropna(subset=models)
+    if not has_both_classes(val["label"].to_numpy()):
+        raise InterceptorError("the validation splits hold one class only; the ensemble cannot be fitted")
+    fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, shrink=shrink)
+    path = save_ensemble_config(params.output_dir, find_member_checkpoints(params, models), fit["weights"],
+                                fit["threshold"], fit["temperature"], preprocess=params.preprocess,
+                                metadata={"profile": params.profile, "weight_method": method, "shrink": shrink,
+                                          "fitted_on": f"{len(val)} validation videos of "
+                                                       f"{sorted(val['dataset'].unique())}",
+                                          "val": fit["val"]})
+    return {**fit, "path": str(path), "models": models}
+
+
+def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
+    """`videos` with the ensemble's prob (calibrated) and uncertainty columns."""
+    from interceptor_lib.ensemble import ensemble_probs
+
+    e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"])
+    return videos.assign(**{ENSEMBLE: e["prob"].to_numpy(), "uncertainty": e["uncertainty"].to_numpy()})
+
+
+def model_thresholds(videos: pd.DataFrame, models: list[str], ensemble_threshold: float | None = None,
+                     rule: str = "balanced_accuracy") -> dict[str, float]:
+    """Each model's decision threshold, chosen on its pooled VALIDATION videos only."""
+    val = videos[videos["split"] == "val"]
+    out = {m: choose_threshold(val["label"].to_numpy(), val[m].to_numpy(), rule) for m in models}
+    if ensemble_threshold is not None:
+        out[ENSEMBLE] = float(ensemble_threshold)
+    return out
+
+
+def results_table(items: pd.DataFrame, videos: pd.DataFrame, thresholds: dict[str, float],
+                  n_boot: int = 1000) -> pd.DataFrame:
+    """The tidy results: one row per model x test dataset x level (frame, video) x threshold
+    ("0.5" and "val" = `thresholds[model]`, chosen on validation), with every metric of
+    `binary_metrics` and the bootstrap 95 % interval of the AUC (auc_low, auc_high)."""
+    rows = []
+    test_items = items[items["split"] == TEST_SPLIT]
+    test_videos = videos[videos["split"] == TEST_SPLIT]
+    for model, t in thresholds.items():
+        for ds in sorted(test_videos["dataset"].unique()):
+            if model == ENSEMBLE:
+                v = test_videos[test_videos["dataset"] == ds].rename(columns={ENSEMBLE: "prob"})
+                levels = {"video": v[["video_id", "label", "prob"]]}
+            else:
+                f = test_items[(test_items["model"] == model) & (test_items["dataset"] == ds)]
+                levels = {"frame": f, "video": aggregate_videos(f[["video_id", "label", "prob"]], "prob")}
+            for level, table in levels.items():
+                y, s = table["label"].to_numpy(), table["prob"].to_numpy()
+                if len(y) == 0:
+                    continue
+                groups = table["video_id"].to_numpy() if level == "frame" else None
+                low, high = bootstrap_auc_ci(y, s, n_boot=n_boot, groups=groups)
+                for name, thr in (("0.5", 0.5), ("val", t)):
+                    rows.append({"model": model, "dataset": ds, "level": level, "threshold_name": name,
+                                 **binary_metrics(y, s, thr), "auc_low": low, "auc_high": high})
+    return pd.DataFrame(rows)
+
+
+def cross_dataset_table(results: pd.DataFrame, metric: str = "auc", level: str = "video") -> pd.DataFrame:
+    """DeepfakeBench's layout: rows models, columns test sets, cells `metric` (video AUC by
+    default), plus the mean over test sets."""
+    r = results[(results["level"] == level) & (results["threshold_name"] == "val")]
+    t = r.pivot_table(index="model", columns="dataset", values=metric, sort=False)
+    t["mean"] = t.mean(axis=1)
+    return t
+
+
+def per_method_table(videos: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """Per manipulation method (video level, test): each method's fakes against all reals of its
+    dataset, per model, at the model's validation threshold."""
+    test = videos[videos["split"] == TEST_SPLIT]
+    rows = []
+    for model, t in thresholds.items():
+        for ds, g in test.groupby("dataset"):
+            r = per_group_metrics(g.rename(columns={model: "prob"}), "method", "prob", threshold=t)
+            rows.append(r.assign(model=model, dataset=ds))
+    return pd.concat(rows, ignore_index=True)[["model", "dataset", "method", "label", "n_fake", "n_real", "auc",
+                                               "ap", "eer", "detection_rate", "threshold"]]
+
+
+def write_results(params, results: pd.DataFrame, **tables: pd.DataFrame) -> dict[str, str]:
+    """results.csv (the one tidy table) and any named extra tables under <output_dir>/eval/."""
+    out = eval_dir(params)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": out / "results.csv"}
+    results.to_csv(paths["results"], index=False)
+    for name, t in tables.items():
+        paths[name] = out / f"{name}.csv"
+        t.to_csv(paths[name], index=not isinstance(t.index, pd.RangeIndex))
+    return {k: str(v) for k, v in paths.items()}
+
+
+# ---------------------------------------------------------------------------- figures
+
+def plot_roc(videos: pd.DataFrame, models: list[str]):
+    """Video-level ROC curves on each test set, one line per model (and the ensemble)."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    test = videos[videos["split"] == TEST_SPLIT]
+    sets = sorted(test["dataset"].unique())
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.2), squeeze=False)
+    for ax, ds in zip(axes[0], sets):
+        g = test[test["dataset"] == ds]
+        for m in models:
+            if has_both_classes(g["label"].to_numpy()):
+                fpr, tpr, _ = roc_curve(g["label"], g[m])
+                ax.plot(fpr, tpr, lw=2.2 if m == ENSEMBLE else 1, label=m)
+        ax.plot([0, 1], [0, 1], "k:", lw=0.7)
+        ax.set(title=f"{ds} test (video)", xlabel="false-positive rate", ylabel="true-positive rate")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusions(videos: pd.DataFrame, model: str, threshold: float):
+    """Video-level confusion matrix of `model` on each test set at `threshold`."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import confusion_matrix
+
+    test = videos[videos["split"] == TEST_SPLIT]
+    sets = sorted(test["dataset"].unique())
+    fig, axes = plt.subplots(1, len(sets), figsize=(2.8 * len(sets), 2.8), squeeze=False)
+    for ax, ds in zip(axes[0], sets):
+        g = test[test["dataset"] == ds]
+        cm = confusion_matrix(g["label"], (g[model] >= threshold).astype(int), labels=[0, 1])
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), n in np.ndenumerate(cm):
+            ax.text(j, i, str(n), ha="center", va="center")
+        ax.set(title=f"{ds}: {model}", xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"],
+               yticklabels=["real", "fake"], xlabel="predicted", ylabel="actual")
+    fig.tight_layout()
+    return fig
+
+
+def headline(results: pd.DataFrame) -> pd.DataFrame:
+    """The numbers the README and the closing note quote: video level at the validation threshold,
+    per model x test set: auc (with interval), real-detection (tnr) and fake-detection (tpr) rates."""
+    r = results[(results["level"] == "video") & (results["threshold_name"] == "val")]
+    return r[["model", "dataset", "n_real", "n_fake", "auc", "auc_low", "auc_high", "tnr", "tpr",
+              "balanced_accuracy", "threshold"]].reset_index(drop=True)

@@ -1,0 +1,426 @@
+"""Score videos and images with a trained ensemble (`python -m interceptor_lib predict`, or a notebook).
+
+    results = predict_paths(["clip.mp4", "photos/"], run="outputs/kaggle")
+    results[0]["prob"], results[0]["label"], results[0]["members"]
+
+Each input is preprocessed exactly as training preprocessed its videos: the face-crop cache's own
+per-video function (`data.cache._process_video`: the same frame and clip sampling, face detector,
+box filling, margin, crop size, minimum face rate, audio windows, and the crop encoding round trip
+for a JPEG cache) writes a temporary crop entry that is read back with `CropReader`, and the crops
+are normalised with `build_transform(train=False)`. The preprocessing parameters come, in order,
+from --params / --profile, from the ensemble config (`preprocess`, written by notebook 06), or
+from the run folder (`reports/prepare_data.json` -> the crop cache's `config.json`, else the
+profile it names); without any of these the command asks for --profile or --params.
+
+Scoring: image members score each evenly spaced frame, clip members each clip (AV with the audio
+window of the clip, or marked as without audio, as in training). Each member's scores are averaged
+over the video (the mean, as the validation metrics and the fitted weights use), then combined
+with the ensemble's weights: P(fake) (temperature-scaled when the config has a temperature), the
+label at the ensemble's validation threshold, and the weighted standard deviation of the members
+as uncertainty.
+
+Decisions:
+  * No ensemble config (`<run>/ensemble/ensemble.json`): an error naming notebook 06_evaluation.
+    Without fitted weights and a validation threshold a label would be a guess at 0.5 on
+    uncalibrated scores, so no silent fallback.
+  * Images: detected and cropped like a video frame (`precropped=True` takes the whole image as
+    the face, as for WildDeepfake's crops). Only image members score them; clip members are
+    skipped with a note (a still image repeated into a clip is a frozen video, a condition the
+    temporal and audio-visual models never saw in training and would judge on that alone). The
+    weights are renormalised over the members that scored, and the same happens for a video
+    shorter than one clip.
+  * Bad inputs (missing path, not a video or image, empty or corrupt file, no face) give a result
+    with `ok=False` and a one-line `error`; the other inputs are still scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import av
+import cv2
+import numpy as np
+import torch
+
+from interceptor_lib.data.cache import PreprocessParams, _detector, _process_video
+from interceptor_lib.data.crops_file import CropReader, decode_crop, encode_crop
+from interceptor_lib.data.datasets import build_transform
+from interceptor_lib.data.faces import CropSpec, crop_face
+from interceptor_lib.data.video import IMAGE_SUFFIXES
+from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_config
+from interceptor_lib.errors import InterceptorError, MediaError
+from interceptor_lib.models.explain import grad_cam
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
+
+
+#: Keys of every result dict (None where they do not apply, e.g. for an input that failed).
+RESULT_KEYS = ("path", "kind", "ok", "error", "prob", "prob_uncalibrated", "label", "threshold", "uncertainty",
+               "members", "weights", "skipped", "faces_found", "frames_probed", "frames_sampled", "clips",
+               "has_audio", "preprocess_source", "explain", "explain_error", "seconds")
+#: What makes one input fail without stopping the others (a bug elsewhere keeps its traceback).
+INPUT_ERRORS = (InterceptorError, OSError, av.FFmpegError, cv2.error)
+
+
+class PredictError(InterceptorError, ValueError):
+    """One input cannot be scored (missing, not a video or image); the message says what was expected."""
+
+
+@dataclasses.dataclass
+class Prepared:
+    """One input's face crops, as the training datasets would read them from the cache."""
+
+    kind: str                      # "video" or "image"
+    frames: np.ndarray             # (F, S, S, 3) uint8 RGB crops of the evenly spaced frames
+    clips: np.ndarray              # (C, T, S, S, 3) uint8 RGB crops of the clips (C may be 0)
+    audio: np.ndarray | None       # (C, samples) float32 windows aligned with the clips, or None
+    faces_found: int               # frames in which the detector found a face
+    frames_probed: int             # frames the detector ran on
+    num_frames: int                # frames in the source
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+def collect_inputs(paths) -> list[tuple[Path, str | None]]:
+    """(path, error) per input: files as given, folders expanded recursively to the videos and images
+    inside (sorted; other files ignored). A missing path, a file that is not a video or image, or a
+    folder without any becomes an entry with an error message."""
+    out: list[tuple[Path, str | None]] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_SUFFIXES)
+            if not found:
+                out.append((p, f"folder {p} holds no videos or images ({', '.join(MEDIA_SUFFIXES)})"))
+            out += [(f, None if f.stat().st_size else f"{f} is empty (0 bytes)") for f in found]
+        elif not p.exists():
+            out.append((p, f"{p} does not exist"))
+        elif p.suffix.lower() not in MEDIA_SUFFIXES:
+            out.append((p, f"{p} is not a video or image (expected one of {', '.join(MEDIA_SUFFIXES)})"))
+        elif p.is_file() and p.stat().st_size == 0:
+            out.append((p, f"{p} is empty (0 bytes)"))
+        else:
+            out.append((p, None))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- params
+
+def _from_dict(d: dict) -> PreprocessParams:
+    names = {f.name for f in dataclasses.fields(PreprocessParams)}
+    return PreprocessParams(**{k: v for k, v in d.items() if k in names})
+
+
+def resolve_preprocess(run: str | Path | None, profile: str | None = None, params_file: str | Path | None = None,
+                       ensemble_config: dict | None = None) -> tuple[PreprocessParams, str]:
+    """The preprocessing parameters training used, and where they came from. Order: --params /
+    --profile; the ensemble config's `preprocess`; the run's `reports/prepare_data.json` (the crop
+    cache's config.json, else its profile when params/<profile>.yaml resolves to the same run)."""
+    stored = (ensemble_config or {}).get("preprocess")
+    if profile or params_file:
+        from interceptor_lib.config import load_params
+
+        pp = load_params(profile, params_file, check_paths=False).preprocess
+        if stored:
+            differ = [k for k in PreprocessParams.KEY_FIELDS if k in stored and stored[k] != getattr(pp, k)]
+            if differ:
+                warnings.warn(f"the params given differ from the ensemble's training preprocessing in {differ}; "
+                              "using the params given (crops may not match what the models were trained on)")
+        return pp, f"params file {params_file}" if params_file else f"profile {profile}"
+    if stored:
+        return _from_dict(stored), "ensemble config"
+    if run is not None:
+        summary = Path(run) / "reports" / "prepare_data.json"
+        if summary.is_file():
+            info = json.loads(summary.read_text())
+            cfg = Path(str(info.get("cache_dir", ""))) / "config.json"
+            if info.get("cache_dir") and cfg.is_file():
+                return _from_dict(json.loads(cfg.read_text())), f"crop cache {cfg}"
+            prof = info.get("profile")
+            if prof:
+                from interceptor_lib.config import PARAMS_DIR, load_params
+
+                if (PARAMS_DIR / f"{prof}.yaml").is_file():
+                    params = load_params(prof, check_paths=False)
+                    if Path(params.output_dir).resolve() == Path(run).resolve():
+                        return params.preprocess, f"profile {prof} (from {summary})"
+    raise InterceptorError(
+        f"cannot tell how run {run} preprocessed its faces (no 'preprocess' in its ensemble config, no crop cache "
+        "config from reports/prepare_data.json); pass --profile <name> or --params <file> of the run")
+
+
+# ----------------------------------------------------------------------------------------- preprocessing
+
+def prepare_input(path: Path, pp: PreprocessParams, work_dir: Path, precropped: bool = False) -> Prepared:
+    """Face crops of one video or image, preprocessed like the training cache (see the module docstring)."""
+    is_image = path.suffix.lower() in IMAGE_SUFFIXES
+    if is_image and not precropped:
+        return _prepare_image(path, pp)
+    # The cache's own per-video function writes a crop entry; reading it back gives exactly the
+    # crops (and audio windows) the training datasets read.
+    out = work_dir / f"{path.stem[:40]}-{time.monotonic_ns()}.crops"
+    row = {"video_id": path.name, "path": str(path), "member": "", "has_audio": False, "original_id": "",
+           "dataset": "predict"}
+    _process_video({"row": row, "out": str(out), "fingerprint": "", "reuse": None}, pp)
+    rd = CropReader(out)
+    clips = np.stack([rd.clip(i) for i in range(rd.num_clips)]) if rd.num_clips else \
+        np.zeros((0, pp.clip_len, *rd.header["crop_shape"]), np.uint8)
+    audio = np.stack([rd.audio_window(i) for i in range(rd.num_clips)]) if rd.num_clips and rd.has_audio else None
+    probed = rd.probed
+    prep = Prepared("image" if is_image else "video", rd.frames(), clips, audio,
+                    int(rd.found[probed].sum()), int(probed.sum()), int(rd.meta["num_frames"]))
+    out.unlink()
+    return prep
+
+
+def _prepare_image(path: Path, pp: PreprocessParams) -> Prepared:
+    """An image as one video frame: the largest face found by the training detector, cropped with the
+    training margin and size, through the cache's encoding round trip."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise MediaError("undecodable", f"cannot decode image {path}")
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    faces = _detector(pp).detect(rgb)
+    if not faces:
+        raise MediaError("no_face", f"no face found in image {path} (detector {pp.detector}); if the image is "
+                         "already a face crop, use --precropped")
+    crop = crop_face(rgb, faces[0][0], CropSpec(size=pp.face_size, margin=pp.margin))
+    crop = decode_crop(encode_crop(crop, pp.image_format, pp.jpeg_quality), pp.image_format, crop.shape)
+    return Prepared("image", crop[None], np.zeros((0, pp.clip_len, *crop.shape), np.uint8), None, 1, 1, 1)
+
+
+# ----------------------------------------------------------------------------------------- scoring
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InterceptorError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InterceptorError("device cuda was asked for but no GPU is visible; use --device auto or cpu")
+    return dev
+
+
+def _to_tensor(x: np.ndarray, transform) -> torch.Tensor:
+    """uint8 (..., S, S, 3) -> normalised float (..., 3, S, S)."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).movedim(-1, -3)
+    return transform(t)
+
+
+def _clip_batch(prep: Prepared, transform, pp_audio_len: int, sel=slice(None)) -> dict:
+    clips = _to_tensor(prep.clips[sel], transform)
+    n = clips.shape[0]
+    if prep.audio is not None:
+        audio, has = torch.from_numpy(prep.audio[sel]).float(), torch.ones(n, dtype=torch.bool)
+    else:
+        audio, has = torch.zeros(n, pp_audio_len), torch.zeros(n, dtype=torch.bool)
+    return {"clip": clips, "audio": audio, "has_audio": has}
+
+
+def score_prepared(ens: Ensemble, prep: Prepared, pp: PreprocessParams, device: torch.device,
+                   batch_size: int = 16) -> dict:
+    """Member scores per row, averaged per member over the input, combined with the ensemble weights."""
+    transform = build_transform(False, ens.data_config["mean"], ens.data_config["std"])
+    audio_len = int(round(pp.audio_window_s * pp.audio_sample_rate))
+    kinds = {n: ens.members[n].input_kind for n in ens.names}
+    skipped = {}
+    if not len(prep.frames):
+        skipped.update({n: "no frames" for n, k in kinds.items() if k == "image"})
+    if not len(prep.clips):
+        why = ("an image has no clip (only image models score images)" if prep.kind == "image" else
+               f"the video is shorter than one clip ({prep.num_frames} frames < clip_len {pp.clip_len})")
+        skipped.update({n: why for n, k in kinds.items() if k == "clip"})
+    run = [n for n in ens.names if n not in skipped]
+    if not run:
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise PredictError(f"no ensemble member can score this input: {why}")
+    scores: dict[str, list[torch.Tensor]] = {n: [] for n in run}
+    image_members = [n for n in run if kinds[n] == "image"]
+    clip_members = [n for n in run if kinds[n] == "clip"]
+    with torch.inference_mode():
+        for i in range(0, len(prep.frames) if image_members else 0, batch_size):
+            x = _to_tensor(prep.frames[i:i + batch_size], transform).to(device)
+            for n, p in ens.run_members({"image": x}, image_members).items():
+                scores[n].append(p.float().cpu())
+        step = max(1, batch_size // max(1, pp.clip_len))
+        for i in range(0, len(prep.clips) if clip_members else 0, step):
+            b = {k: v.to(device) for k, v in _clip_batch(prep, transform, audio_len, slice(i, i + step)).items()}
+            for n, p in ens.run_members(b, clip_members).items():
+                scores[n].append(p.float().cpu())
+        member = torch.stack([torch.cat(scores[n]).mean() for n in run])[None]  # (1, M')
+        out = ens.combine(member, run)
+    w = np.array([ens.weights[n] for n in run])
+    return {"prob": float(out["prob"][0]), "prob_uncalibrated": float(out["prob_uncalibrated"][0]),
+            "uncertainty": float(out["uncertainty"][0]),
+            "members": {n: float(member[0, j]) for j, n in enumerate(run)},
+            "weights": {n: float(v) for n, v in zip(run, w / w.sum())}, "skipped": skipped}
+
+
+# ----------------------------------------------------------------------------------------- explanation
+
+def _overlay(crop: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB crop + JET heat map of a [0, 1] map -> BGR image for cv2.imwrite."""
+    heat = cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), cv2.COLORMAP_JET)
+    return cv2.addWeighted(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), 1 - alpha, heat, alpha, 0)
+
+
+def explain_input(ens: Ensemble, prep: Prepared, pp: PreprocessParams, scored: dict, device: torch.device,
+                  out_path: Path, max_tiles: int = 4) -> Path | None:
+    """Grad-CAM of the best-weighted member that scored the input (an image member when one did)
+    on up to `max_tiles` evenly spaced face crops (clip members: each clip's middle frame), written
+    as a PNG: the crops on top, the overlays below, the member and its P(fake) in a header."""
+    run = list(scored["members"])
+    image_members = [n for n in run if ens.members[n].input_kind == "image"]
+    pool = image_members or run
+    if not pool:
+        return None
+    name = max(pool, key=lambda n: ens.weights[n])
+    model = ens.members[name]
+    transform = build_transform(False, ens.data_config["mean"], ens.data_config["std"])
+    if model.input_kind == "image":
+        sel = np.unique(np.linspace(0, len(prep.frames) - 1, min(max_tiles, len(prep.frames))).round().astype(int))
+        batch = {"image": _to_tensor(prep.frames[sel], transform).to(device)}
+        crops = prep.frames[sel]
+    else:
+        sel = np.unique(np.linspace(0, len(prep.clips) - 1, min(max_tiles, len(prep.clips))).round().astype(int))
+        audio_len = int(round(pp.audio_window_s * pp.audio_sample_rate))
+        batch = {k: v.to(device) for k, v in _clip_batch(prep, transform, audio_len, sel).items()}
+        crops = prep.clips[sel, prep.clips.shape[1] // 2]
+    cams = grad_cam(model, batch).cpu().numpy()  # (n, S, S)
+    top = np.concatenate([cv2.cvtColor(c, cv2.COLOR_RGB2BGR) for c in crops], axis=1)
+    bottom = np.concatenate([_overlay(c, m) for c, m in zip(crops, cams)], axis=1)
+    header = np.full((22, top.shape[1], 3), 255, np.uint8)
+    text = f"{name} P(fake)={scored['members'][name]:.2f}  ensemble {scored['prob']:.2f}"
+    cv2.putText(header, text, (3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out_path), np.concatenate([header, top, bottom], axis=0)):
+        raise OSError(f"could not write {out_path}")
+    return out_path
+
+
+def _explain_name(path: Path, used: set) -> str:
+    stem = re.sub(r"[^\w.-]+", "_", path.stem) or "input"
+    name, k = f"{stem}.gradcam.png", 2
+    while name in used:
+        name, k = f"{stem}-{k}.gradcam.png", k + 1
+    used.add(name)
+    return name
+
+
+# ----------------------------------------------------------------------------------------- entry point
+
+def predict_paths(paths, run: str | Path | None = None, *, profile: str | None = None,
+                  params_file: str | Path | None = None, frames: int | None = None,
+                  explain_dir: str | Path | None = None, device: str = "auto", precropped: bool = False,
+                  batch_size: int = 16, ensemble: Ensemble | None = None, preprocess: PreprocessParams | None = None,
+                  log: Callable[[str], None] | None = None) -> list[dict]:
+    """Score every video / image in `paths` (files or folders, searched recursively) with the ensemble
+    of run folder `run` (`<run>/ensemble/ensemble.json`; default: the output_dir of --profile/--params).
+
+    `frames` overrides the number of evenly spaced frames per video (preprocess.frames_per_video).
+    `explain_dir`: write a Grad-CAM PNG per input there. `ensemble` / `preprocess`: already loaded
+    ones (a notebook calling repeatedly). Returns one dict per input, in input order:
+      path, kind, ok, error (None or a one-line message), prob (P(fake), calibrated when the ensemble
+      has a temperature), label ("fake" / "real" at `threshold`), threshold, uncertainty (weighted
+      std of the members), members (member -> video-level P(fake)), weights (used, renormalised),
+      skipped (member -> why it did not score), faces_found (of frames_probed: the detector runs on
+      the evenly spaced frames and each clip's first frame, as in training), frames_sampled (frames
+      the image members scored), clips (clips the clip members scored), has_audio, preprocess_source,
+      explain (PNG path or None), explain_error, seconds. Every result has all of `RESULT_KEYS`.
+    Raises InterceptorError only for problems of the whole call (no ensemble config, unknown params).
+    """
+    log = log or (lambda msg: None)
+    if run is None and (ensemble is None or (preprocess is None and not getattr(ensemble, "config", None))):
+        if not (profile or params_file):
+            raise InterceptorError("predict needs --run <output folder of a trained profile> or --profile / --params")
+        from interceptor_lib.config import load_params
+
+        run = load_params(profile, params_file, check_paths=False).output_dir
+    dev = _device(device)
+    if ensemble is None:
+        doc, _ = read_ensemble_config(run)  # fails first, before any model is loaded
+        ensemble = load_ensemble(run, dev)
+    else:
+        doc = getattr(ensemble, "config", None) or {}
+        ensemble = ensemble.to(dev).eval()
+    if ensemble.threshold is None:
+        raise InterceptorError("the ensemble has no threshold; load it with load_ensemble from an ensemble config")
+    if preprocess is None:
+        preprocess, source = resolve_preprocess(run, profile, params_file, doc)
+    else:
+        source = "given"
+    if frames is not None:
+        if frames < 1:
+            raise InterceptorError(f"--frames must be at least 1, got {frames}")
+        preprocess = dataclasses.replace(preprocess, frames_per_video=int(frames))
+    explain_dir = Path(explain_dir) if explain_dir else None
+    used_names: set = set()
+    inputs = collect_inputs(paths)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="interceptor-predict-") as tmp:
+        for i, (path, error) in enumerate(inputs, 1):
+            t0 = time.perf_counter()
+            res: dict = {**dict.fromkeys(RESULT_KEYS), "path": str(path), "ok": False, "error": error}
+            if error is None:
+                try:
+                    prep = prepare_input(path, preprocess, Path(tmp), precropped)
+                    scored = score_prepared(ensemble, prep, preprocess, dev, batch_size)
+                    res.update(kind=prep.kind, ok=True, **scored,
+                               label="fake" if scored["prob"] >= ensemble.threshold else "real",
+                               threshold=float(ensemble.threshold), faces_found=prep.faces_found,
+                               frames_probed=prep.frames_probed, frames_sampled=int(len(prep.frames)),
+                               clips=int(len(prep.clips)), has_audio=prep.audio is not None,
+                               preprocess_source=source)
+                except INPUT_ERRORS as e:
+                    res.update(ok=False, error=_message(path, e))
+                if res["ok"] and explain_dir is not None:
+                    try:
+                        png = explain_dir / _explain_name(path, used_names)
+                        res["explain"] = str(explain_input(ensemble, prep, preprocess, scored, dev, png))
+                    except INPUT_ERRORS as e:  # the score stands; only the picture is missing
+                        res["explain_error"] = _message(path, e)
+            res["seconds"] = round(time.perf_counter() - t0, 3)
+            if res["ok"]:
+                log(f"[{i}/{len(inputs)}] {path}: P(fake) {res['prob']:.3f} -> {res['label']} ({res['seconds']:.1f} s)")
+            else:
+                log(f"[{i}/{len(inputs)}] {path}: not scored")
+            results.append(res)
+    return results
+
+
+def _message(path: Path, e: Exception) -> str:
+    """One line naming the input."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def format_table(results: list[dict]) -> str:
+    """The readable report of `predict_paths` results: one row per scored input (faces = found / probed
+    frames, then each member's P(fake)), skipped-member notes and Grad-CAM files. Errors are not in it."""
+    ok = [r for r in results if r["ok"]]
+    lines = []
+    if ok:
+        members = list(dict.fromkeys(n for r in ok for n in (*r["members"], *r["skipped"])))
+        head = f"{'input':32s} {'P(fake)':>7s} {'label':>5s} {'thr':>5s} {'+/-':>5s} {'faces':>7s} {'frames':>6s} " \
+               f"{'clips':>5s} {'s':>6s}  " + " ".join(f"{n:>5s}" for n in members)
+        lines.append(head)
+        for r in ok:
+            name = r["path"] if len(r["path"]) <= 32 else "..." + r["path"][-29:]
+            cells = " ".join(f"{r['members'][n]:5.2f}" if n in r["members"] else f"{'-':>5s}" for n in members)
+            lines.append(f"{name:32s} {r['prob']:7.3f} {r['label']:>5s} {r['threshold']:5.2f} {r['uncertainty']:5.2f} "
+                         f"{r['faces_found']:>3d}/{r['frames_probed']:<3d} {r['frames_sampled']:6d} {r['clips']:5d} "
+                         f"{r['seconds']:6.1f}  {cells}")
+        notes = sorted({f"{n}: {why}" for r in ok for n, why in r["skipped"].items()})
+        lines += [f"skipped {n}" for n in notes]
+        lines += [f"Grad-CAM: {r['explain']}" for r in ok if r.get("explain")]
+    return "\n".join(lines)

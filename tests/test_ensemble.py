@@ -1,0 +1,241 @@
+"""The ensemble: shared-trunk parity with the members run alone, grouping by trunk weights, weights
+fitted on validation, uncertainty, and the config file round trip."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from interceptor_lib.ensemble import (Ensemble, EnsembleError, choose_threshold, ensemble_probs,
+                                      find_member_checkpoints, fit_ensemble, fit_weights, load_ensemble,
+                                      save_ensemble_config, trunk_hash)
+from interceptor_lib.models import create_model, list_models
+from interceptor_lib.training.checkpoint import save_checkpoint
+
+SIZE = 64
+
+
+def make(name, seed=0, **kw):
+    torch.manual_seed(seed)
+    return create_model(name, backbone="test_efficientnet", pretrained=False, **kw).eval()
+
+
+def copy_trunk(src, dst):
+    res = dst.backbone.model.load_state_dict(src.trunk_state(), strict=False)
+    assert not res.unexpected_keys
+
+
+@pytest.fixture(scope="module")
+def six():
+    """The six specialists, random heads, one trunk (copied from the first), eval mode."""
+    members = {n: make(n, seed=i) for i, n in enumerate(list_models("specialist"))}
+    first = next(iter(members.values()))
+    for m in members.values():
+        copy_trunk(first, m)
+    return members
+
+
+def batch(b=2, t=4, size=SIZE, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    clip = torch.randn(b, t, 3, size, size, generator=g)
+    return {"clip": clip, "image": torch.randn(b, 3, size, size, generator=g),
+            "audio": torch.randn(b, 8000, generator=g) * 0.1, "has_audio": torch.tensor([True, False][:b])}
+
+
+def test_shared_trunk_equals_members_run_alone(six):
+    ens = Ensemble(six).eval()
+    groups = ens.trunk_groups()
+    assert [sorted(g["members"]) for g in groups] == [["bg", "cm", "ll", "rr"], ["av", "tm"]]
+    assert all(g["shared"] for g in groups) and len({g["trunk_hash"] for g in groups}) == 1
+    x = batch()
+    with torch.inference_mode():
+        out = ens(x)
+        alone = torch.stack([m(x)["prob"] for m in six.values()], 1)
+        unshared = Ensemble(six, share_trunk=False).eval()(x)
+    assert out["member_probs"].shape == (2, 6)
+    assert torch.allclose(out["member_probs"], alone, atol=1e-5, rtol=0)
+    assert torch.allclose(out["prob"], unshared["prob"], atol=1e-5, rtol=0)
+    assert torch.allclose(out["prob"], alone.mean(1), atol=1e-5, rtol=0)
+    # logits agree with prob: softmax(logits)[:, 1] == prob
+    assert torch.allclose(torch.softmax(out["logits"], 1)[:, 1], out["prob"], atol=1e-5)
+
+
+def test_image_members_on_the_clips_frames_share_one_trunk_run(six):
+    """The benchmark's layout: image = the clips' frames; one trunk run serves all six."""
+    ens = Ensemble(six).eval()
+    x = batch()
+    x["image"] = x["clip"].flatten(0, 1)
+    calls = []
+    first = ens.members[ens.trunk_groups()[0]["members"][0]]
+    handle = first.backbone.units[0].register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with torch.inference_mode():
+            out = ens(x)
+            calls.clear()
+            ens(x)
+    finally:
+        handle.remove()
+    assert len(calls) == 1  # the stem ran once for the six members
+    with torch.inference_mode():
+        alone = [m(x)["prob"] for m in six.values()]
+    alone = torch.stack([p.view(2, 4).mean(1) if len(p) == 8 else p for p in alone], 1)
+    assert torch.allclose(out["member_probs"], alone, atol=1e-5, rtol=0)
+
+
+def test_different_trunk_weights_are_not_grouped():
+    a, b, c = make("ll", seed=1), make("bg", seed=2), make("cm", seed=3)
+    copy_trunk(a, c)
+    assert trunk_hash(a) != trunk_hash(b) and trunk_hash(a) == trunk_hash(c)
+    ens = Ensemble({"ll": a, "bg": b, "cm": c}).eval()
+    assert sorted(sorted(g["members"]) for g in ens.trunk_groups()) == [["bg"], ["cm", "ll"]]
+    # a different trunk depth is another group even with equal weights
+    d = make("rr", seed=4, trainable_stages=3)
+    copy_trunk(a, d)
+    ens = Ensemble({"ll": a, "rr": d})
+    assert len(ens.trunk_groups()) == 2
+    x = batch()
+    with torch.inference_mode():
+        out = ens(x)
+    assert torch.allclose(out["member_probs"], torch.stack([a(x)["prob"], d(x)["prob"]], 1), atol=1e-5, rtol=0)
+
+
+def test_regroup_after_loading_weights():
+    a, b = make("ll", seed=1), make("bg", seed=2)
+    ens = Ensemble({"ll": a, "bg": b})
+    assert len(ens.trunk_groups()) == 2
+    b_state = {**b.state_dict(), **{"backbone.model." + k: v for k, v in a.trunk_state().items()}}
+    ens.load_state_dict({"members.ll." + k: v for k, v in a.state_dict().items()}
+                        | {"members.bg." + k: v for k, v in b_state.items()})
+    assert len(ens.trunk_groups()) == 1
+
+
+def test_uncertainty_is_zero_when_members_agree_and_weighted_otherwise():
+    ens = Ensemble({"ll": make("ll"), "bg": make("bg")}, weights={"ll": 3, "bg": 1})
+    assert ens.weights == {"ll": 0.75, "bg": 0.25}
+    agree = ens.combine(torch.tensor([[0.8, 0.8], [0.1, 0.1]]))
+    assert torch.allclose(agree["uncertainty"], torch.zeros(2), atol=1e-6)
+    assert torch.allclose(agree["prob"], torch.tensor([0.8, 0.1]))
+    split = ens.combine(torch.tensor([[1.0, 0.0]]))
+    assert split["prob"].item() == pytest.approx(0.75)
+    assert split["uncertainty"].item() == pytest.approx(np.sqrt(0.75 * 0.25 ** 2 + 0.25 * 0.75 ** 2))
+    # a subset (an image input: clip members skipped) renormalises the weights
+    assert ens.combine(torch.tensor([[0.3]]), ["bg"])["prob"].item() == pytest.approx(0.3)
+    with pytest.raises(EnsembleError, match="missing"):
+        Ensemble({"ll": make("ll")}, weights={"bg": 1.0})
+
+
+def test_items_average_frames_per_video():
+    ens = Ensemble({"ll": make("ll"), "tm": make("tm")})
+    x = batch(b=2)
+    x["image"] = torch.randn(5, 3, SIZE, SIZE)
+    x["image_item"] = torch.tensor([0, 0, 0, 1, 1])
+    with torch.inference_mode():
+        out = ens(x)
+        p = ens.members["ll"](x)["prob"]
+    assert torch.allclose(out["member_probs"][:, 0], torch.stack([p[:3].mean(), p[3:].mean()]), atol=1e-6)
+
+
+def val_table(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    y[:2] = [0, 1]
+    perfect = np.where(y == 1, 0.97, 0.03)
+    noisy = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.25, n), 0, 1)
+    random = rng.uniform(0, 1, n)
+    return pd.DataFrame({"perfect": perfect, "noisy": noisy, "random": random}), y
+
+
+@pytest.mark.parametrize("method", ["log_loss", "auc", "equal"])
+def test_fit_weights_on_the_simplex_and_the_best_member_wins(method):
+    df, y = val_table()
+    w = fit_weights(df, y, method=method)
+    assert set(w) == {"perfect", "noisy", "random"}
+    assert all(v >= 0 for v in w.values()) and sum(w.values()) == pytest.approx(1.0)
+    if method != "equal":
+        assert w["perfect"] > w["noisy"] >= w["random"]
+        assert w["perfect"] > 0.5
+
+
+def test_fit_weights_log_loss_beats_equal_weights_and_shrinks():
+    df, y = val_table(seed=1)
+
+    def nll(w):
+        p = np.clip(ensemble_probs(df, w)["prob"].to_numpy(), 1e-7, 1 - 1e-7)
+        return -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    fitted = fit_weights(df, y)
+    assert nll(fitted) <= nll(fit_weights(df, y, method="equal"))
+    assert fitted["random"] < 0.05
+    shrunk = fit_weights(df, y, shrink=0.3)
+    assert shrunk["random"] >= 0.1 - 1e-9
+    with pytest.raises(ValueError, match="one class"):
+        fit_weights(df, np.ones(len(y), int))
+
+
+def test_fit_ensemble_threshold_and_temperature():
+    df, y = val_table(seed=2)
+    fit = fit_ensemble(df, y)
+    assert 0 <= fit["threshold"] <= 1 and fit["temperature"] > 0
+    assert fit["val"]["balanced_accuracy"] > 0.9
+    assert fit["members"]["perfect"]["auc"] == 1.0 and fit["members"]["random"]["weight"] < 0.05
+    probs = ensemble_probs(df, fit["weights"], fit["temperature"])["prob"]
+    assert choose_threshold(y, probs) == pytest.approx(fit["threshold"])
+
+
+def save_member(path, name, seed=0):
+    m = make(name, seed=seed)
+    from dataclasses import asdict
+
+    save_checkpoint(path, {"model": m.state_dict(), "config": {"model_name": name, "model": asdict(m.config)}})
+    return m
+
+
+def test_config_round_trip_and_last_stage_checkpoints(tmp_path):
+    out = tmp_path / "outputs"
+    for name, stages in (("ll", ["stage1", "stage2"]), ("tm", ["stage1"])):
+        for i, stage in enumerate(stages):
+            ckpt = out / "runs" / name / stage / "checkpoints" / "epoch-001"
+            save_member(ckpt, name, seed=i)
+            (out / "runs" / name / stage / "done.json").write_text(json.dumps({"best": str(ckpt)}))
+    found = find_member_checkpoints(out)
+    assert found["ll"].parts[-3] == "stage2" and found["tm"].parts[-3] == "stage1"
+    with pytest.raises(EnsembleError, match="no finished training stage"):
+        find_member_checkpoints(out, ["ll", "bg"])
+
+    path = save_ensemble_config(out, found, {"ll": 2, "tm": 1}, threshold=0.4, temperature=1.5,
+                                metadata={"profile": "test"})
+    assert path == out / "ensemble" / "ensemble.json"
+    doc = json.loads(path.read_text())
+    assert doc["members"]["ll"]["weight"] == pytest.approx(2 / 3) and doc["members"]["tm"]["input_kind"] == "clip"
+    assert not doc["members"]["ll"]["checkpoint"].startswith("/")  # relative: the folder can move
+
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    ens = load_ensemble(moved)
+    assert ens.names == ["ll", "tm"] and ens.threshold == 0.4 and ens.temperature == 1.5
+    assert not ens.training
+    with torch.inference_mode():
+        out_ = ens(batch(b=2))
+    assert out_["prob"].shape == (2,) and ((out_["prob"] >= 0) & (out_["prob"] <= 1)).all()
+
+    with pytest.raises(EnsembleError, match="06_evaluation"):
+        load_ensemble(tmp_path / "nothing-here")
+
+
+def test_a_stage_fp16_export_loads_as_a_member(tmp_path):
+    """done.json's fp16 weights-only export (model name and config in its metadata) rebuilds the model."""
+    from dataclasses import asdict
+
+    from interceptor_lib.ensemble import load_member
+    from interceptor_lib.training.checkpoint import export_weights
+
+    m = make("tm", seed=5)
+    path = export_weights(m.state_dict(), tmp_path / "best-fp16",
+                          metadata={"model_name": "tm", "model_config": asdict(m.config)})
+    loaded = load_member(path)
+    assert loaded.model_name == "tm" and not loaded.training
+    x = batch()
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x)["prob"], m(x)["prob"], atol=2e-3)
