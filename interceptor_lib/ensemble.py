@@ -204,8 +204,8 @@ class Ensemble(nn.Module):
         prob_uncalibrated (B,) (equal to prob without a temperature)."""
         raw = self.run_members(batch)
         items = {n: self._item_probs(batch, self.members[n].input_kind, p) for n, p in raw.items()}
-        sizes = {n: len(p) for n, p in items.items()}
-        if len(set(sizes.values())) > 1:
+        sizes = {n: p.shape[0] for n, p in items.items()}  # no len()/set(): torch.export traces symbolic sizes
+        if any(s != sizes[self.names[0]] for s in sizes.values()):
             raise BatchError(f"ensemble members scored different numbers of items {sizes}; give the batch "
                              "'image_item' / 'clip_item' (the item of each row) so that they can be aligned")
         member_probs = torch.stack([items[n] for n in self.names], dim=1)  # (B, M)
@@ -216,7 +216,7 @@ class Ensemble(nn.Module):
         ensemble's weights renormalised over those members; see `forward` for the keys."""
         names = self.names if names is None else list(names)
         w = torch.tensor([self.weights[n] for n in names], dtype=member_probs.dtype, device=member_probs.device)
-        if float(w.sum()) <= 0:
+        if sum(self.weights[n] for n in names) <= 0:  # on the Python weights: no data-dependent branch
             raise EnsembleError(f"members {names} all have weight 0; no ensemble score can be formed")
         w = w / w.sum()
         mean = member_probs @ w
@@ -236,7 +236,7 @@ class Ensemble(nn.Module):
         index = batch.get(f"{kind}_item")
         if index is None and kind == "image" and "clip" in batch and batch["clip"].dim() == 5:
             b, t = batch["clip"].shape[:2]
-            if len(p) == b * t and len(p) != b:
+            if p.shape[0] == b * t and p.shape[0] != b:
                 return p.view(b, t).mean(1)
         if index is None:
             return p

@@ -47,6 +47,9 @@ def frame_alignment(T: int, n_audio: int, hop_s: float, window_s: float, fps: fl
     """(T, n_audio) row-normalised matrix averaging the audio frames that fall inside each of the T
     video frames (frame t lasts 1/fps around window_s/2 + (t - (T-1)/2)/fps; audio frame f is centred
     at f * hop_s). A video frame with no audio frame inside takes the nearest one."""
+    # The scalars as float64 tensors (same values in eager): the ONNX exporter writes Python float
+    # scalars as float32 constants (0.01 -> 0.0099999998), which moves the boundary ties below.
+    window_s, hop_s, fps = (torch.tensor(v, dtype=torch.float64) for v in (window_s, hop_s, fps))
     centres = window_s / 2 + (torch.arange(T, dtype=torch.float64) - (T - 1) / 2) / fps  # (T,)
     times = torch.arange(n_audio, dtype=torch.float64) * hop_s  # (n_audio,)
     dist = (times[None, :] - centres[:, None]).abs()  # (T, n_audio)
@@ -118,6 +121,11 @@ class AudioVisualModule(nn.Module):
             if wave.dim() != 2 or wave.shape[0] != B:
                 raise BatchError(f"batch['audio'] must be (B, S) with B = {B}, got {tuple(wave.shape)}")
             has = batch.get("has_audio", torch.ones(B, dtype=torch.bool)).to(device=x.device, dtype=torch.bool)
+            if torch.jit.is_tracing() or getattr(torch.compiler, "is_exporting", bool)():  # absent in older torch
+                # Export graphs (export.py) cannot branch on data (how many rows have audio): score
+                # every row and keep the embedding where has_audio is False. Same values in eval mode.
+                feats = self.audio_features(wave, lips[:, 1:] - lips[:, :-1], T)
+                return torch.cat([lips.mean(1), torch.where(has[:, None, None, None], feats.to(out.dtype), out)], 1)
             rows = has.nonzero().flatten()
             if len(rows):
                 feats = self.audio_features(wave[rows], (lips[:, 1:] - lips[:, :-1])[rows], T)
