@@ -69,6 +69,20 @@ class StageParams:
     lr: float = 1e-4                 # new layers; pretrained layers get lr * train.pretrained_lr_ratio
     loss: str = "ce"                 # ce | weighted_ce | focal
     chunk_order: list[int] | None = None  # dfdc: chunks in training order (None: most to least balanced)
+    samples_per_epoch: int | None = None  # this stage's balanced draws per epoch (None: train.samples_per_epoch)
+
+
+@dataclass
+class AugmentParams:
+    """Training augmentation (data.datasets.build_transform): probabilities per item. The defaults
+    are the usual robustness augmentations for real footage; they re-compress, blur and downscale
+    faces, so they also wash out compression / resolution artifacts of the same size."""
+
+    p_jpeg: float = 0.3
+    jpeg_quality: list[int] = field(default_factory=lambda: [60, 95])
+    p_blur: float = 0.2
+    p_downscale: float = 0.3
+    p_color: float = 0.5
 
 
 @dataclass
@@ -79,7 +93,7 @@ class TrainParams:
     backbone: str = "efficientnet_b4"   # timm name; the demo uses the tiny test_efficientnet
     pretrained: bool = True             # ImageNet weights from `weights` or the local cache, never downloaded
     weights: str | None = None          # local backbone weight file
-    trainable_stages: int = 2           # backbone stages fine-tuned (seed 000)
+    trainable_stages: int | None = 2    # backbone stages fine-tuned (seed 000); null = the whole backbone
     # Progressive unfreezing, per stage run: {first epoch (0-based): trainable backbone stages, null = all},
     # e.g. {0: 0, 2: 1, 4: 2} (new layers only, then + the last stage, then + the last two). null: off
     # (trainable_stages throughout). Epochs count from 0 in every stage (and every DFDC chunk).
@@ -99,6 +113,7 @@ class TrainParams:
     checkpoint_chunk_mb: float = 100
     keep_last: int = 2
     previous_outputs: str | None = None  # read-only outputs of an earlier session to continue from
+    augment: AugmentParams = field(default_factory=lambda: AugmentParams())
     stages: dict[str, StageParams] = field(default_factory=dict)
 
 
@@ -256,6 +271,13 @@ def _check(p: Params, check_paths: bool) -> None:
         raise ParamsError(f"params key 'train.models': unknown model(s) {unknown}; known: {list_models()}")
     if p.train.unfreeze_schedule is not None:
         p.train.unfreeze_schedule = _unfreeze_schedule(p.train.unfreeze_schedule)
+    a = p.train.augment
+    for key in ("p_jpeg", "p_blur", "p_downscale", "p_color"):
+        if not 0 <= getattr(a, key) <= 1:
+            raise ParamsError(f"params key 'train.augment.{key}' is a probability in [0, 1], got {getattr(a, key)!r}")
+    if len(a.jpeg_quality) != 2 or not 1 <= a.jpeg_quality[0] <= a.jpeg_quality[1] <= 100:
+        raise ParamsError(f"params key 'train.augment.jpeg_quality' is [low, high] with 1 <= low <= high <= 100, "
+                          f"got {a.jpeg_quality!r}")
     for name, st in p.train.stages.items():
         if name not in STAGE_NAMES:
             raise ParamsError(f"unknown params key 'train.stages.{name}'; stages are {list(STAGE_NAMES)}")

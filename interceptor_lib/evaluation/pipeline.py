@@ -264,3 +264,50 @@ def headline(results: pd.DataFrame) -> pd.DataFrame:
     r = results[(results["level"] == "video") & (results["threshold_name"] == "val")]
     return r[["model", "dataset", "n_real", "n_fake", "auc", "auc_low", "auc_high", "tnr", "tpr",
               "balanced_accuracy", "threshold"]].reset_index(drop=True)
+
+
+def ensemble_vs_best(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
+    """Per test set: the ensemble's video-level `metric` next to the best single member's (chosen
+    per test set, i.e. with hindsight, which favours the member)."""
+    r = results[(results["level"] == "video") & (results["threshold_name"] == "val")]
+    rows = []
+    for ds, g in r.groupby("dataset"):
+        members = g[g["model"] != ENSEMBLE]
+        best = members.loc[members[metric].idxmax()] if members[metric].notna().any() else None
+        ens = g.loc[g["model"] == ENSEMBLE, metric]
+        rows.append({"dataset": ds, f"ensemble_{metric}": float(ens.iloc[0]) if len(ens) else np.nan,
+                     "best_member": None if best is None else best["model"],
+                     f"best_member_{metric}": np.nan if best is None else float(best[metric])})
+    return pd.DataFrame(rows)
+
+
+def plot_uncertainty(videos: pd.DataFrame, threshold: float):
+    """Ensemble uncertainty (weighted spread of member probabilities) of the test videos, split by
+    whether the ensemble's decision at `threshold` was right: useful uncertainty is higher on errors."""
+    import matplotlib.pyplot as plt
+
+    test = videos[videos["split"] == TEST_SPLIT]
+    right = (test[ENSEMBLE] >= threshold).astype(int) == test["label"]
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    bins = np.linspace(0, max(0.05, float(test["uncertainty"].max())), 15)
+    ax.hist(test.loc[right, "uncertainty"], bins=bins, alpha=0.6, label=f"correct ({int(right.sum())})")
+    ax.hist(test.loc[~right, "uncertainty"], bins=bins, alpha=0.6, label=f"wrong ({int((~right).sum())})")
+    ax.set(xlabel="ensemble uncertainty (weighted std of members)", ylabel="test videos")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def evaluation_state(params, device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame, dict, dict[str, float]]:
+    """What notebook 06 computed, for notebook 07: (items, videos with the ensemble columns, the
+    ensemble fit as saved in ensemble.json, per-model validation thresholds). Reuses the saved
+    predictions when the checkpoints are unchanged."""
+    from interceptor_lib.ensemble import read_ensemble_config
+
+    doc, _ = read_ensemble_config(params.output_dir)
+    items = item_predictions(params, list(doc["members"]), device=device)
+    videos = video_predictions(items)
+    fit = {"models": list(doc["members"]), "weights": {n: e["weight"] for n, e in doc["members"].items()},
+           "temperature": doc["temperature"], "threshold": doc["threshold"]}
+    videos = add_ensemble(videos, fit)
+    return items, videos, fit, model_thresholds(videos, fit["models"], fit["threshold"])

@@ -97,7 +97,10 @@ def make_datasets(params, model, rows: pd.DataFrame, val_rows: pd.DataFrame):
     cache = crop_cache(params)
     cls = FrameDataset if model.input_kind == "image" else ClipDataset
     dc = model.data_config
-    return (cls(rows, cache, build_transform(True, dc["mean"], dc["std"])),
+    a = params.train.augment
+    train_tf = build_transform(True, dc["mean"], dc["std"], jpeg_quality=tuple(a.jpeg_quality), p_color=a.p_color,
+                               p_blur=a.p_blur, p_jpeg=a.p_jpeg, p_downscale=a.p_downscale)
+    return (cls(rows, cache, train_tf),
             cls(val_rows, cache, build_transform(False, dc["mean"], dc["std"])))
 
 
@@ -107,7 +110,8 @@ def train_config(params, stage_params) -> TrainConfig:
         epochs=stage_params.epochs, lr=stage_params.lr, pretrained_lr_ratio=t.pretrained_lr_ratio,
         loss=stage_params.loss, focal_gamma=t.focal_gamma, label_smoothing=t.label_smoothing,
         batch_size=t.batch_size, grad_accum=t.grad_accum, grad_clip=t.grad_clip, warmup_frac=t.warmup_frac,
-        samples_per_epoch=t.samples_per_epoch, amp=t.amp, num_workers=t.num_workers, seed=params.seed,
+        samples_per_epoch=t.samples_per_epoch if stage_params.samples_per_epoch is None else stage_params.samples_per_epoch,
+        amp=t.amp, num_workers=t.num_workers, seed=params.seed,
         keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
         checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule)
 
