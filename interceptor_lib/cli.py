@@ -127,6 +127,19 @@ def _cmd_train(a) -> int:
     return 0
 
 
+def _cmd_report(a) -> int:
+    """Print the results section (from notebook 06's results.csv); --update-readme writes it into README.md."""
+    from interceptor_lib import REPO_ROOT
+    from interceptor_lib.config import load_params
+    from interceptor_lib.evaluation.report import results_markdown, update_readme
+
+    md = results_markdown(load_params(a.profile, a.params))
+    print(md)
+    if a.update_readme:
+        update_readme(a.readme or REPO_ROOT / "README.md", md)
+    return 0
+
+
 def _parse_option(text: str):
     if "=" not in text:
         raise InterceptorError(f"--option expects KEY=VALUE, got {text!r}")
@@ -164,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["verify"], help="verify: check every chunk's size and sha256")
     s.add_argument("path", help="a checkpoint folder")
     s.set_defaults(func=_cmd_checkpoint)
+
+    s = sub.add_parser("report", help="the README results section from notebook 06's results.csv")
+    s.add_argument("--profile", help="profile whose results to report (default: demo)")
+    s.add_argument("--params", help="params file instead of a profile name")
+    s.add_argument("--update-readme", action="store_true", help="write it between the README's results markers")
+    s.add_argument("--readme", help="README to update (default: the repository's)")
+    s.set_defaults(func=_cmd_report)
 
     s = sub.add_parser("predict", help="score videos / images (files or folders) with a trained ensemble")
     s.add_argument("paths", nargs="+", metavar="PATH", help="video, image or folder (searched recursively)")

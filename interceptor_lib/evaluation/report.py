@@ -1,0 +1,82 @@
+"""The README's results section, generated from what notebook 06 wrote (never typed by hand).
+
+    python -m interceptor_lib report --profile demo --update-readme
+
+reads `<output_dir>/eval/results.csv` and replaces the text between the README's markers
+`<!-- results:begin -->` and `<!-- results:end -->`. The same layout is filled by a Kaggle run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from interceptor_lib.errors import InterceptorError
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+DATASET_NAMES = {"ffpp": "FF++ (test)", "celebdf": "Celeb-DF v2 (test list)", "wilddeepfake": "WildDeepfake (test)",
+                 "dfdc": "DFDC (held-out groups)"}
+
+
+def _fmt(x: float) -> str:
+    return "–" if pd.isna(x) else f"{x:.3f}"
+
+
+def results_markdown(params) -> str:
+    """Markdown tables from <output_dir>/eval/results.csv: the cross-dataset video AUC table (rows
+    models, columns test sets) and real-/fake-detection rates at the validation threshold."""
+    out = Path(params.output_dir) / "eval"
+    path = out / "results.csv"
+    if not path.is_file():
+        raise InterceptorError(f"no results at {path}: run notebook 06_evaluation for profile {params.profile} first")
+    r = pd.read_csv(path)
+    r = r[(r["level"] == "video") & (r["threshold_name"] == "val")]
+    models = list(dict.fromkeys(r["model"]))
+    sets = [d for d in DATASET_NAMES if d in set(r["dataset"])] + sorted(set(r["dataset"]) - set(DATASET_NAMES))
+    cell = {(m, d): row for (m, d), row in r.set_index(["model", "dataset"]).iterrows()}
+    lines = []
+    synthetic = bool(params.demo_data and params.demo_data.generate)
+    if synthetic:
+        lines += [f"**Synthetic demo corpus (profile `{params.profile}`): these numbers test the pipeline; they say "
+                  "nothing about accuracy on real deepfakes.**", ""]
+    lines += [f"Video-level AUC [bootstrap 95 % interval] per test set (profile `{params.profile}`, "
+              f"`{path.relative_to(params.output_dir).as_posix()}`):", "",
+              "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |",
+              "|---|" + "---|" * len(sets)]
+    for m in models:
+        cells = []
+        for d in sets:
+            row = cell.get((m, d))
+            cells.append("–" if row is None else f"{_fmt(row['auc'])} [{_fmt(row['auc_low'])}, {_fmt(row['auc_high'])}]")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Real-detection (TNR) / fake-detection (TPR) rate at each model's threshold chosen on validation:", "",
+              "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |",
+              "|---|" + "---|" * len(sets)]
+    for m in models:
+        cells = []
+        for d in sets:
+            row = cell.get((m, d))
+            cells.append("–" if row is None else f"{_fmt(row['tnr'])} / {_fmt(row['tpr'])}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    n = r.groupby("dataset")[["n_real", "n_fake"]].first()
+    lines += ["", "Test videos (real / fake): " + ", ".join(
+        f"{DATASET_NAMES.get(d, d)} {int(n.loc[d, 'n_real'])} / {int(n.loc[d, 'n_fake'])}" for d in sets if d in n.index) + "."]
+    ens = Path(params.output_dir) / "ensemble" / "ensemble.json"
+    if ens.is_file():
+        doc = json.loads(ens.read_text())
+        w = ", ".join(f"{k} {v['weight']:.2f}" for k, v in doc["members"].items())
+        lines += [f"Ensemble weights (fitted on validation): {w}; threshold {doc['threshold']:.3f}."]
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | Path, markdown: str) -> None:
+    """Replace the text between the results markers of `readme` with `markdown`."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if BEGIN not in text or END not in text or text.index(BEGIN) > text.index(END):
+        raise InterceptorError(f"{readme} has no results markers {BEGIN} ... {END}")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(f"{head}{BEGIN}\n{markdown}\n{END}{tail}")

@@ -1,0 +1,44 @@
+"""The README results section is generated from results.csv, labelled synthetic on the demo corpus."""
+
+import pandas as pd
+import pytest
+
+from interceptor_lib.config import load_params
+from interceptor_lib.errors import InterceptorError
+from interceptor_lib.evaluation.report import BEGIN, END, results_markdown, update_readme
+
+
+def _results(out):
+    rows = []
+    for model, auc in (("ll", 0.8125), ("ensemble", 0.9375)):
+        for ds in ("ffpp", "dfdc"):
+            for name in ("0.5", "val"):
+                rows.append({"model": model, "dataset": ds, "level": "video", "threshold_name": name,
+                             "auc": auc if name == "val" else 0.1, "auc_low": 0.5, "auc_high": 1.0,
+                             "tnr": 0.75, "tpr": 0.5, "n_real": 4, "n_fake": 20})
+    (out / "eval").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(out / "eval" / "results.csv", index=False)
+
+
+def test_markdown_from_results_csv(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
+    with pytest.raises(InterceptorError, match="06_evaluation"):
+        results_markdown(params)
+    _results(tmp_path)
+    md = results_markdown(params)
+    assert "Synthetic demo corpus" in md  # never presented as real-world accuracy
+    assert "| ll | 0.812 [0.500, 1.000] | 0.812 [0.500, 1.000] |" in md  # val-threshold video rows only
+    assert "| ensemble | 0.938" in md and "0.100" not in md
+    assert md.index("FF++") < md.index("DFDC")
+    assert "0.750 / 0.500" in md
+
+
+def test_update_readme_replaces_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\n## Results\n{BEGIN}\nold\n{END}\n\n## After\n")
+    update_readme(readme, "new table")
+    text = readme.read_text()
+    assert "old" not in text and f"{BEGIN}\nnew table\n{END}" in text and text.endswith("## After\n")
+    readme.write_text("# no markers\n")
+    with pytest.raises(InterceptorError, match="markers"):
+        update_readme(readme, "x")
