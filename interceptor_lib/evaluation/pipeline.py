@@ -168,6 +168,8 @@ def results_table(items: pd.DataFrame, videos: pd.DataFrame, thresholds: dict[st
                 levels = {"video": v[["video_id", "label", "prob"]]}
             else:
                 f = test_items[(test_items["model"] == model) & (test_items["dataset"] == ds)]
+                if f.empty:  # not scored on this test set (aggregate_videos rejects an empty table)
+                    continue
                 levels = {"frame": f, "video": aggregate_videos(f[["video_id", "label", "prob"]], "prob")}
             for level, table in levels.items():
                 y, s = table["label"].to_numpy(), table["prob"].to_numpy()
