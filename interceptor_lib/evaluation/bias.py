@@ -155,11 +155,14 @@ def artifact_families(params, videos: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("artifact families exist only on the synthetic demo corpus (demo_data.generate)")
     root = Path(params.demo_data.out)
     art = pd.read_csv(root / "demo_artifacts.csv")
-    index = load_index(params)[["video_id", "path"]]
-    index["relpath"] = [Path(p).resolve().relative_to(root.resolve()).as_posix() for p in index["path"]]
+    index = load_index(params)[["video_id", "path", "member"]]
+    # WildDeepfake sequences are members of a tar: the side table writes "<tar path>::<member>"
+    index["relpath"] = [Path(p).resolve().relative_to(root.resolve()).as_posix() + (f"::{m.strip('./')}" if isinstance(m, str) and m else "")
+                        for p, m in zip(index["path"], index["member"])]
     fam = index.merge(art[["relpath", "artifact", "strength"]], on="relpath", how="left")
     out = videos.merge(fam[["video_id", "artifact", "strength"]], on="video_id", how="left")
-    out["artifact"] = out["artifact"].fillna("none")
+    # reals carry "none"; a fake the side table does not list stays visible as "unrecorded"
+    out["artifact"] = out["artifact"].fillna("unrecorded").where(out["label"] == 1, "none")
     return out
 
 
