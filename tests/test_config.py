@@ -88,3 +88,17 @@ def test_unknown_profile_lists_the_available_ones():
 def test_profile_from_environment(monkeypatch):
     monkeypatch.setenv("INTERCEPTOR_PROFILE", "demo")
     assert load_params().profile == "demo"
+
+
+def test_augment_and_trainable_stages_params():
+    from interceptor_lib.config import load_params
+    from interceptor_lib.errors import ParamsError
+
+    p = load_params("demo", overrides={"train.trainable_stages": None, "train.augment.p_jpeg": 0.25})
+    assert p.train.trainable_stages is None and p.train.augment.p_jpeg == 0.25
+    with pytest.raises(ParamsError, match="p_jpeg"):
+        load_params("demo", overrides={"train.augment.p_jpg": 0.0})  # misspelt key named
+    with pytest.raises(ParamsError, match="probability"):
+        load_params("demo", overrides={"train.augment.p_blur": 1.5})
+    with pytest.raises(ParamsError, match="jpeg_quality"):
+        load_params("demo", overrides={"train.augment.jpeg_quality": [90, 60]})
