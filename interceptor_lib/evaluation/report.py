@@ -41,25 +41,18 @@ def results_markdown(params) -> str:
     if synthetic:
         lines += [f"**Synthetic demo corpus (profile `{params.profile}`): these numbers test the pipeline; they say "
                   "nothing about accuracy on real deepfakes.**", ""]
+    def table(fmt) -> list[str]:
+        """A models x test sets markdown table with fmt(row) per cell ("–" where a model lacks a set)."""
+        out = ["| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |", "|---|" + "---|" * len(sets)]
+        for m in models:
+            out.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in sets) + " |")
+        return out
+
     lines += [f"Video-level AUC [bootstrap 95 % interval] per test set (profile `{params.profile}`, "
-              f"`{path.relative_to(params.output_dir).as_posix()}`):", "",
-              "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |",
-              "|---|" + "---|" * len(sets)]
-    for m in models:
-        cells = []
-        for d in sets:
-            row = cell.get((m, d))
-            cells.append("–" if row is None else f"{_fmt(row['auc'])} [{_fmt(row['auc_low'])}, {_fmt(row['auc_high'])}]")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "Real-detection (TNR) / fake-detection (TPR) rate at each model's threshold chosen on validation:", "",
-              "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |",
-              "|---|" + "---|" * len(sets)]
-    for m in models:
-        cells = []
-        for d in sets:
-            row = cell.get((m, d))
-            cells.append("–" if row is None else f"{_fmt(row['tnr'])} / {_fmt(row['tpr'])}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+              f"`{path.relative_to(params.output_dir).as_posix()}`):", ""]
+    lines += table(lambda row: f"{_fmt(row['auc'])} [{_fmt(row['auc_low'])}, {_fmt(row['auc_high'])}]")
+    lines += ["", "Real-detection (TNR) / fake-detection (TPR) rate at each model's threshold chosen on validation:", ""]
+    lines += table(lambda row: f"{_fmt(row['tnr'])} / {_fmt(row['tpr'])}")
     n = r.groupby("dataset")[["n_real", "n_fake"]].first()
     lines += ["", "Test videos (real / fake): " + ", ".join(
         f"{DATASET_NAMES.get(d, d)} {int(n.loc[d, 'n_real'])} / {int(n.loc[d, 'n_fake'])}" for d in sets if d in n.index) + "."]
