@@ -70,6 +70,10 @@ class StageParams:
     loss: str = "ce"                 # ce | weighted_ce | focal
     chunk_order: list[int] | None = None  # dfdc: chunks in training order (None: most to least balanced)
     samples_per_epoch: int | None = None  # this stage's balanced draws per epoch (None: train.samples_per_epoch)
+    # Share of each epoch's draws taken from the training videos of the earlier stages (and of the
+    # DFDC chunks already trained), balanced real / fake; 0 = fine-tune on this stage's data alone.
+    # Rehearsal against forgetting: without it, each stage overwrites what the earlier ones learned.
+    replay: float = 0.0
 
 
 @dataclass
@@ -113,6 +117,10 @@ class TrainParams:
     checkpoint_chunk_mb: float = 100
     keep_last: int = 2
     previous_outputs: str | None = None  # read-only outputs of an earlier session to continue from
+    # Which validation videos choose each stage's best checkpoint: "stage" = the stage's own dataset;
+    # "seen" = every dataset trained so far (this stage's and the earlier stages'), so a checkpoint
+    # that forgot the earlier datasets is not picked. Test videos are never used.
+    select_on: str = "stage"
     augment: AugmentParams = field(default_factory=lambda: AugmentParams())
     stages: dict[str, StageParams] = field(default_factory=dict)
 
@@ -283,8 +291,12 @@ def _check(p: Params, check_paths: bool) -> None:
             raise ParamsError(f"unknown params key 'train.stages.{name}'; stages are {list(STAGE_NAMES)}")
         if st.dataset not in INDEXERS:
             raise ParamsError(f"params key 'train.stages.{name}.dataset' must be one of {sorted(INDEXERS)}, got {st.dataset!r}")
+        if not 0.0 <= st.replay < 1.0:
+            raise ParamsError(f"params key 'train.stages.{name}.replay' is a share in [0, 1), got {st.replay!r}")
         if st.loss not in ("ce", "weighted_ce", "focal"):
             raise ParamsError(f"params key 'train.stages.{name}.loss' must be ce, weighted_ce or focal, got {st.loss!r}")
+    if p.train.select_on not in ("stage", "seen"):
+        raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
     if check_paths and p.train.weights and not Path(p.train.weights).is_file():
         raise ParamsError(f"params key 'train.weights': file {p.train.weights} does not exist")
     if check_paths and p.train.previous_outputs and not Path(p.train.previous_outputs).is_dir():

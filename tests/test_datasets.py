@@ -82,6 +82,37 @@ def test_balanced_sampler_draws_classes_equally():
         BalancedSampler(np.ones(10, int))
 
 
+def test_stratified_sampler_gives_each_stratum_its_share_balanced_within():
+    # this stage: 20 reals, 100 fakes; replayed earlier data: 5 reals, 300 fakes
+    labels = np.array([0] * 20 + [1] * 100 + [0] * 5 + [1] * 300)
+    strata = np.array([0] * 120 + [1] * 305)
+    idx = np.array(list(BalancedSampler(labels, num_samples=40000, seed=1, strata=strata, shares=[0.7, 0.3])))
+    s, y = strata[idx], labels[idx]
+    assert abs((s == 1).mean() - 0.3) < 0.01
+    for k in (0, 1):
+        assert abs(y[s == k].mean() - 0.5) < 0.02
+    assert len(np.unique(idx[(s == 1) & (y == 0)])) == 5  # every replayed real is drawn
+    # a stratum with one class: its whole share on that class; an empty stratum's share goes to the rest
+    only_fake = BalancedSampler(labels[:120].tolist() + [1] * 50, num_samples=20000, seed=0,
+                                strata=[0] * 120 + [1] * 50, shares=[0.5, 0.5])
+    drawn = np.array(list(only_fake))
+    assert abs((drawn >= 120).mean() - 0.5) < 0.02
+    alone = np.array(list(BalancedSampler(labels[:120], num_samples=1000, strata=np.zeros(120, int), shares=[0.6, 0.4])))
+    assert alone.max() < 120 and len(alone) == 1000
+    with pytest.raises(ValueError, match="sum to 1"):
+        BalancedSampler(labels, strata=strata, shares=[0.5, 0.6])
+    with pytest.raises(ValueError, match="entries"):
+        BalancedSampler(labels, strata=strata[:10], shares=[0.5, 0.5])
+
+
+def test_dataset_strata_follow_the_table_rows(cached):
+    table, cache = cached
+    assert FrameDataset(table, cache).strata is None
+    ds = FrameDataset(table.assign(stratum=np.arange(len(table)) % 2), cache)
+    per_video = dict(zip(ds.table["video_id"], ds.table["stratum"]))
+    assert [per_video[ds._ids[v]] for v in ds._item_video] == ds.strata.tolist()
+
+
 def test_balanced_sampler_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
     labels = np.array([0] * 10 + [1] * 40)
     s = BalancedSampler(labels, seed=3)

@@ -126,9 +126,32 @@ def test_wilddeepfake_tars(tiny):
     assert max(seqs_per_tar) >= 2, "tars hold several sequences"
 
 
+def test_dfdc_public_test_set_has_its_own_people_and_becomes_the_test_split(tiny):
+    from interceptor_lib.data.indexers.dfdc import index_dfdc
+
+    out, _ = tiny
+    with open(out / DF / "test" / "labels.csv", newline="") as f:
+        labels = {r["filename"]: int(r["label"]) for r in csv.DictReader(f)}
+    n_real, n_fake = SCALES["tiny"].dfdc_test
+    assert sorted(labels.values()) == [0] * n_real + [1] * n_fake
+    assert sorted(labels) == sorted(p.name for p in (out / DF / "test" / "videos").glob("*.mp4"))
+    rows = {r["relpath"]: r for r in side_table(out) if r["dataset"] == "dfdc"}
+    test_rows = [r for rel, r in rows.items() if "/test/" in rel]
+    assert len(test_rows) == n_real + n_fake and all(r["split"] == "test" for r in test_rows)
+    part_names = {Path(rel).name for rel in rows if "/test/" not in rel}
+    assert not part_names & set(labels)
+    # fakes of the test set are made from the test set's own reals, never from a training part's
+    assert all(r["original"].startswith("test/videos/") for r in test_rows if r["label"] == "1")
+    table = index_dfdc(out / DF)
+    test = table[table["split"] == "test"]
+    assert sorted(test["video_id"]) == sorted(f"dfdc/test/{Path(n).stem}" for n in labels)
+    assert dict(zip(test["video_id"].str.split("/").str[-1] + ".mp4", test["label"])) == labels
+    assert set(table[table["chunk"] >= 0]["split"]) <= {"train", "val"}
+
+
 def test_dfdc_parts_metadata_and_balance(tiny):
     out, _ = tiny
-    parts = sorted((out / DF).iterdir(), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    parts = sorted((out / DF).glob("dfdc_train_part_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
     assert [p.name for p in parts] == [f"dfdc_train_part_{k}" for k in range(len(parts))] and len(parts) >= 3
     where, shares, crossing = {}, [], 0
     metas = {}

@@ -118,6 +118,41 @@ def test_unfreeze_schedule_reaches_the_train_config(stage_params):
         load_params("smoke", overrides={"train.unfreeze_schedule": {1: 1}})
 
 
+def test_replay_mixes_earlier_training_videos_and_seen_validation_picks_the_checkpoint(stage_params, stage1,
+                                                                                     monkeypatch):
+    from interceptor_lib.training import stages
+
+    p = load_params("smoke", overrides={**overrides_for(stage_params.output_dir), "train.select_on": "seen",
+                                        "train.stages.stage2.replay": 0.4})
+    assert stages.earlier_datasets(p, "stage2") == ["ffpp"] and stages.earlier_datasets(p, "stage1") == []
+    seen = {}
+
+    class Spy:
+        def __init__(self, model, train_set, val_set, cfg, *a, **k):
+            seen.update(train=train_set.table, strata=train_set.strata, val=val_set.table, replay=cfg.replay)
+            raise RuntimeError("spy")
+
+    monkeypatch.setattr(stages, "Trainer", Spy)
+    with pytest.raises(RuntimeError, match="spy"):
+        run_stage(p, "ll", "stage2", progress=False)
+    train, val = seen["train"], seen["val"]
+    assert seen["replay"] == 0.4 and seen["strata"] is not None
+    own, replayed = train[train["stratum"] == 0], train[train["stratum"] == 1]
+    assert set(own["dataset"]) == {"celebdf"} and set(replayed["dataset"]) == {"ffpp"}
+    assert set(train["split"]) == {"train"}  # earlier stages' validation / test videos are never trained on
+    assert set(val["dataset"]) == {"ffpp", "celebdf"} and set(val["split"]) == {"val"}
+    # defaults: no replay rows, validation on the stage's own dataset
+    seen.clear()
+    with pytest.raises(RuntimeError, match="spy"):
+        run_stage(load_params("smoke", overrides=overrides_for(stage_params.output_dir)), "ll", "stage2",
+                  progress=False)
+    assert seen["strata"] is None and set(seen["val"]["dataset"]) == {"celebdf"}
+    with pytest.raises(ParamsError, match="replay"):
+        load_params("smoke", overrides={"train.stages.stage2.replay": 1.0})
+    with pytest.raises(ParamsError, match="select_on"):
+        load_params("smoke", overrides={"train.select_on": "test"})
+
+
 def test_torchrun_command_runs_this_python():
     cmd = torchrun_command(4, "ll", "stage2", "/x/p.yaml", progress=False)
     assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]

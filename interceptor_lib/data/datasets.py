@@ -122,6 +122,14 @@ class _CacheDataset(Dataset):
         """Label of every item (for samplers and class weights)."""
         return self._labels[self._item_video]
 
+    @property
+    def strata(self) -> np.ndarray | None:
+        """Stratum of every item from the table's optional `stratum` column (0 = this stage's data,
+        1 = replayed data of earlier stages; see BalancedSampler), or None without that column."""
+        if "stratum" not in self.table.columns:
+            return None
+        return self.table["stratum"].to_numpy(dtype=np.int64)[self._item_video]
+
 
 class FrameDataset(_CacheDataset):
     """One item per (video, sampled frame): `image` (3, H, W), `label`, `video_id`, `frame`."""
@@ -175,14 +183,25 @@ class BalancedSampler(Sampler[int]):
     replacement): the earlier attempt trained on 1 real : 5 fakes and ended up calling everything
     fake. The draw is a pure function of (seed, epoch), and `skip` resumes an epoch after the items
     already trained on, so a run killed mid-epoch and resumed sees exactly the same batches.
-    With `balanced=False` it is a seeded shuffle without replacement."""
+    With `balanced=False` it is a seeded shuffle without replacement.
 
-    def __init__(self, labels, num_samples: int | None = None, seed: int = 0, balanced: bool = True):
+    `strata` (an int per item) with `shares` (a share per stratum, summing to 1) splits the draws
+    between groups of items, e.g. this stage's data and replayed data of earlier stages: stratum s
+    gets shares[s] of the draws in expectation, balanced real / fake within it."""
+
+    def __init__(self, labels, num_samples: int | None = None, seed: int = 0, balanced: bool = True,
+                 strata=None, shares=None):
         labels = np.asarray(labels)
         counts = np.bincount(labels, minlength=2).astype(np.float64)
         if balanced and (counts == 0).any():
             raise ValueError(f"class-balanced sampling needs both classes; counts real/fake = {counts.tolist()}")
-        self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double) if balanced else None
+        if strata is not None:
+            if not balanced:
+                raise ValueError("strata need balanced sampling (they set each stratum's share of the draws)")
+            weights = _stratified_weights(labels, np.asarray(strata, dtype=np.int64), shares)
+        else:
+            weights = 1.0 / counts[labels]
+        self.weights = torch.as_tensor(weights, dtype=torch.double) if balanced else None
         self.n_items, self.num_samples = len(labels), num_samples or len(labels)
         if not balanced:  # without replacement an epoch cannot be longer than the data
             self.num_samples = min(self.num_samples, self.n_items)
@@ -203,3 +222,22 @@ class BalancedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.start)
+
+
+def _stratified_weights(labels: np.ndarray, strata: np.ndarray, shares) -> np.ndarray:
+    """Per-item draw weights: stratum s holds shares[s] of the total weight, half of it on its
+    reals and half on its fakes (all of it on one class when the stratum has only that class)."""
+    if len(strata) != len(labels):
+        raise ValueError(f"strata has {len(strata)} entries for {len(labels)} items")
+    shares = np.asarray(shares, dtype=np.float64)
+    if strata.min(initial=0) < 0 or strata.max(initial=0) >= len(shares):
+        raise ValueError(f"strata must lie in 0..{len(shares) - 1} (one share each), got {np.unique(strata).tolist()}")
+    if (shares < 0).any() or not np.isclose(shares.sum(), 1.0):
+        raise ValueError(f"stratum shares must be >= 0 and sum to 1, got {shares.tolist()}")
+    present = np.bincount(strata, minlength=len(shares)) > 0
+    shares = np.where(present, shares, 0.0)
+    shares = shares / shares.sum()  # a share without items goes to the others
+    counts = np.zeros((len(shares), 2))
+    np.add.at(counts, (strata, labels), 1)
+    n_classes = (counts > 0).sum(axis=1)
+    return shares[strata] / np.maximum(n_classes[strata], 1) / counts[strata, labels]

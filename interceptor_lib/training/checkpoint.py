@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -57,12 +58,17 @@ def save_checkpoint(path: str | Path, state: dict, max_chunk_mb: float = 100, me
         if tensors:
             split = split_torch_state_dict_into_shards(
                 tensors, filename_pattern="tensors{suffix}.safetensors", max_shard_size=int(max_chunk_mb * 2**20))
-            for fname, keys in split.filename_to_tensors.items():
-                fpath = tmp / fname
-                save_file({k: tensors[k] for k in keys}, str(fpath))
-                # hashing the written file (page cache) is faster than serialising to memory first
-                files[fname] = {"sha256": _sha256(fpath), "bytes": fpath.stat().st_size, "tensors": len(keys)}
-                _fsync(fpath)
+            # Each written chunk is hashed (from the page cache, faster than serialising to memory
+            # first) and fsynced on a worker thread while the next chunk is written: hashlib and
+            # fsync release the GIL, so the checksums cost little more than the last chunk's.
+            with ThreadPoolExecutor(_hash_threads()) as pool:
+                pending = {}
+                for fname, keys in split.filename_to_tensors.items():
+                    fpath = tmp / fname
+                    save_file({k: tensors[k] for k in keys}, str(fpath))
+                    pending[fname] = (pool.submit(_sha256_and_fsync, fpath), len(keys))
+                for fname, (job, n) in pending.items():
+                    files[fname] = {"sha256": job.result(), "bytes": (tmp / fname).stat().st_size, "tensors": n}
         index = {"format": FORMAT, "library_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                  "metadata": metadata or {}, "files": files, "state": skeleton}
         (tmp / INDEX).write_text(json.dumps(index, indent=1))
@@ -86,13 +92,27 @@ def verify_checkpoint(path: str | Path) -> dict:
     raises CheckpointError naming the first bad or missing file."""
     path = Path(path)
     index = _read_index(path)
+    with ThreadPoolExecutor(_hash_threads()) as pool:
+        _check_hashes(path, index, _hash_jobs(path, index, pool))
+    return index
+
+
+def _hash_jobs(path: Path, index: dict, pool: ThreadPoolExecutor) -> dict:
+    """Start hashing every chunk of `index` whose size is right (a missing or wrong-sized chunk
+    raises at once, naming it)."""
+    jobs = {}
     for fname, info in index["files"].items():
         f = path / fname
         if not f.is_file():
             raise CheckpointError(f"checkpoint {path}: chunk {fname} is missing")
-        size = f.stat().st_size
-        _check_chunk(path, fname, info, size, _sha256(f) if size == info["bytes"] else "")
-    return index
+        _check_chunk(path, fname, info, f.stat().st_size, info["sha256"])
+        jobs[fname] = pool.submit(_sha256, f)
+    return jobs
+
+
+def _check_hashes(path: Path, index: dict, jobs: dict) -> None:
+    for fname, info in index["files"].items():
+        _check_chunk(path, fname, info, info["bytes"], jobs[fname].result())
 
 
 def _read_index(path: Path) -> dict:
@@ -121,10 +141,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """Read a checkpoint written by `save_checkpoint`, verifying every chunk's size and sha256
     first by default (`verify_checkpoint`)."""
     path = Path(path)
-    index = verify_checkpoint(path) if verify else _read_index(path)
+    index = _read_index(path)
     tensors: dict[str, torch.Tensor] = {}
-    for fname in index["files"]:
-        tensors.update(load_file(str(path / fname), device=str(map_location)))
+    with ThreadPoolExecutor(_hash_threads()) as pool:
+        # the checksums are computed on worker threads while the chunks load; nothing loaded is
+        # returned unless every chunk passed
+        jobs = _hash_jobs(path, index, pool) if verify else None
+        try:
+            for fname in index["files"]:
+                tensors.update(load_file(str(path / fname), device=str(map_location)))
+        except Exception:
+            if jobs is not None:
+                _check_hashes(path, index, jobs)  # a corrupt chunk: name it rather than the parser's error
+            raise
+        if jobs is not None:
+            _check_hashes(path, index, jobs)
     return _unflatten(index["state"], tensors)
 
 
@@ -207,6 +238,16 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _sha256_and_fsync(path: Path) -> str:
+    digest = _sha256(path)
+    _fsync(path)
+    return digest
+
+
+def _hash_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _fsync(path: Path) -> None:

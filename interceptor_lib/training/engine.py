@@ -68,6 +68,7 @@ class TrainConfig:
     warmup_frac: float = 0.1          # share of optimizer steps spent warming up linearly
     samples_per_epoch: int = 0        # balanced draws per epoch over all processes (0 = the number of training items)
     balanced_sampling: bool = True
+    replay: float = 0.0               # share of draws from items of stratum 1 (earlier stages' data), if any
     amp: str = "auto"                 # auto | off | fp16 | bf16 (auto: bf16 if supported, else fp16, on CUDA)
     channels_last: bool = True        # CUDA only
     num_workers: int = 0
@@ -119,7 +120,8 @@ class Trainer:
         # Same seeded draw on every rank, each taking its rank-strided share (all of it for one process).
         self.sampler = distributed.ShardedSampler(
             BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
-                            balanced=cfg.balanced_sampling), self.rank, self.world_size)
+                            balanced=cfg.balanced_sampling, **_replay_strata(train_set, cfg.replay)),
+            self.rank, self.world_size)
         if len(self.sampler) < cfg.batch_size:
             per = f" per process ({self.sampler.base.num_samples} over {self.world_size})" \
                 if self.world_size > 1 else ""
@@ -371,3 +373,14 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
                 v = v.contiguous(memory_format=torch.channels_last)
         out[k] = v
     return out
+
+
+def _replay_strata(train_set, replay: float) -> dict:
+    """BalancedSampler arguments that give the replayed items (stratum 1) `replay` of the draws;
+    none when the set has no strata (every item then counts as this stage's)."""
+    strata = getattr(train_set, "strata", None)
+    if strata is None:
+        return {}
+    if not 0.0 <= replay < 1.0:
+        raise ValueError(f"replay must be in [0, 1), got {replay}")
+    return {"strata": np.minimum(strata, 1), "shares": [1.0 - replay, replay]}

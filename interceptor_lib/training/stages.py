@@ -84,6 +84,19 @@ def previous_best(params, model_name: str, stage: str) -> Path | None:
     return Path(done["best"])
 
 
+def earlier_datasets(params, stage: str) -> list[str]:
+    """Datasets of the configured stages that run before `stage` (stage1 ... stage4 order)."""
+    order = [name for name in STAGE_NAMES if name in params.train.stages]
+    return [params.train.stages[name].dataset for name in order[:order.index(stage)]]
+
+
+def with_replay(rows: pd.DataFrame, replay_rows: pd.DataFrame) -> pd.DataFrame:
+    """This stage's training rows (stratum 0) followed by the replayed rows (stratum 1); the
+    engine's sampler gives stratum 1 `replay` of the draws. Rows of this stage are not repeated."""
+    replay_rows = replay_rows[~replay_rows["video_id"].isin(rows["video_id"])]
+    return pd.concat([rows.assign(stratum=0), replay_rows.assign(stratum=1)], ignore_index=True)
+
+
 def build_model(params, model_name: str, init: Path | None):
     t = params.train
     model = create_model(model_name, backbone=t.backbone, pretrained=t.pretrained and init is None,
@@ -113,7 +126,7 @@ def train_config(params, stage_params) -> TrainConfig:
         samples_per_epoch=t.samples_per_epoch if stage_params.samples_per_epoch is None else stage_params.samples_per_epoch,
         amp=t.amp, num_workers=t.num_workers, seed=params.seed,
         keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
-        checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule)
+        checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule, replay=stage_params.replay)
 
 
 def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dict:
@@ -145,7 +158,9 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
         parts = [(f"chunk-{k:02d}", data[(data["chunk"] == k) & (data["split"] == "train")]) for k in order]
     else:
         parts = [("", data[data["split"] == "train"])]
-    val = data[data["split"] == "val"]
+    earlier = table[table["dataset"].isin(earlier_datasets(params, stage)) & (table["split"] == "train")]
+    seen = set(earlier_datasets(params, stage)) | {sp.dataset} if params.train.select_on == "seen" else {sp.dataset}
+    val = table[table["dataset"].isin(seen) & (table["split"] == "val")]
     histories, best = [], init
     with budget:
         for name, rows in parts:
@@ -158,6 +173,9 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                     warnings.warn(f"{model_name} {stage} {name or sp.dataset}: the training rows hold one class "
                                   f"({len(rows)} videos); skipped, the model passes through unchanged")
                 continue
+            if sp.replay > 0:  # the earlier stages' training videos, and this stage's chunks already trained
+                done_parts = pd.concat([r for n, r in parts[:[n for n, _ in parts].index(name)]] or [rows.iloc[:0]])
+                rows = with_replay(rows, pd.concat([earlier, done_parts]))
             model = build_model(params, model_name, best)
             train_set, val_set = make_datasets(params, model, rows, val)
             trainer = Trainer(model, train_set, val_set, train_config(params, sp), rdir, budget, device, progress,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -270,7 +271,47 @@ def plan_dfdc(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
                                   original=f"dfdc_train_part_{src_part}/{orig}.mp4"))
             meta[f"{name}.mp4"] = {"label": "FAKE", "split": "train", "original": f"{orig}.mp4"}
         plan.files[f"{root}/dfdc_train_part_{k}/metadata.json"] = json.dumps(dict(sorted(meta.items())))
+    _plan_dfdc_test(plan, seed, scale, strength, taken={Path(r["relpath"]).stem for r in plan.rows})
     return plan
+
+
+def _plan_dfdc_test(plan: DatasetPlan, seed: int, scale: ScaleSpec, strength: float, taken: set[str]) -> None:
+    """The public test set: test/videos/<name>.mp4 and test/labels.csv (filename,label; 1 = fake),
+    with its own people (no identity is shared with the training parts), so the indexer takes it as
+    DFDC's test split instead of holding out groups of the parts."""
+    n_real, n_fake = scale.dfdc_test
+    if not n_real + n_fake:
+        return
+    root, rng = DEMO_ROOTS["dfdc"], named_rng(seed, "dfdc", "test")
+    names = [n for n in _unique_names(rng, n_real + n_fake + len(taken)) if n not in taken][: n_real + n_fake][::-1]
+    reals, clips = [], {}
+    for _ in range(n_real):
+        name = names.pop()
+        ident = draw_identity(named_rng(seed, "dfdc", "identity", name))
+        clips[name] = _original_clip(seed, f"dfdc/test/{name}", ident, "dfdc", scale.frames)
+        reals.append(name)
+    families = _balanced(named_rng(seed, "dfdc", "test_families"), FAMILIES, n_fake)
+    labels = []
+    for name in reals:
+        rel = f"{root}/test/videos/{name}.mp4"
+        plan.jobs.append(VideoJob(rel, clips[name], audio=True))
+        plan.rows.append(_row("dfdc", rel, 0, "real", clips[name], has_audio=True, chunk=-1, split="test"))
+        labels.append((f"{name}.mp4", 0))
+    for j in range(n_fake):
+        orig = reals[j % len(reals)] if reals else None
+        if orig is None:
+            raise ValueError("a DFDC demo test set with fakes needs at least one real video")
+        source = str(rng.choice([n for n in reals if n != orig] or [orig]))
+        name = names.pop()
+        key = f"dfdc/test/{name}"
+        clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength),
+                        face=swap_inner(clips[orig].face, clips[source].face))
+        rel = f"{root}/test/videos/{name}.mp4"
+        plan.jobs.append(VideoJob(rel, clip, audio=True))
+        plan.rows.append(_row("dfdc", rel, 1, "DFDC", clip, has_audio=True, chunk=-1, split="test",
+                              original=f"test/videos/{orig}.mp4"))
+        labels.append((f"{name}.mp4", 1))
+    plan.files[f"{root}/test/labels.csv"] = "filename,label\n" + "".join(f"{f},{y}\n" for f, y in sorted(labels))
 
 
 def _unique_names(rng: np.random.Generator, n: int) -> list[str]:

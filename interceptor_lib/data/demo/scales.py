@@ -28,6 +28,7 @@ class ScaleSpec:
     wdf_frames: tuple[int, int]   # frames per WildDeepfake sequence, drawn in [lo, hi]
     dfdc_parts: tuple[tuple[int, int], ...]  # (reals, fakes) of dfdc_train_part_0, _1, ...
     dfdc_cross_chunk: float       # share of DFDC fakes whose original sits in another part
+    dfdc_test: tuple[int, int] = (0, 0)  # (reals, fakes) of the public test set dfdc/test/ (0, 0: none)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Planned number of real / fake videos (sequences for WildDeepfake) per dataset."""
@@ -41,7 +42,8 @@ class ScaleSpec:
             "celebdf": {"real": cd_orig + self.celebdf_youtube,
                         "fake": cd_orig * self.celebdf_fakes_per_video},
             "wilddeepfake": wdf,
-            "dfdc": {"real": sum(r for r, _ in self.dfdc_parts), "fake": sum(f for _, f in self.dfdc_parts)},
+            "dfdc": {"real": sum(r for r, _ in self.dfdc_parts) + self.dfdc_test[0],
+                     "fake": sum(f for _, f in self.dfdc_parts) + self.dfdc_test[1]},
         }
 
 
@@ -53,7 +55,7 @@ SCALES: dict[str, ScaleSpec] = {
         celebdf_test_ids=2, celebdf_test_youtube=1,
         wdf_tars=(("real_train", 1, 2), ("fake_train", 1, 8), ("real_test", 1, 1), ("fake_test", 1, 6)),
         wdf_frames=(10, 14),
-        dfdc_parts=((1, 6), (1, 3), (1, 5)), dfdc_cross_chunk=0.25),
+        dfdc_parts=((1, 6), (1, 3), (1, 5)), dfdc_cross_chunk=0.25, dfdc_test=(1, 2)),
     # the demo profile: enough videos for a training demo to learn, under a minute on 2 cores
     "small": ScaleSpec(
         name="small", frames=48, ffpp_pairs=12, ffpp_val_pairs=2,
@@ -62,7 +64,7 @@ SCALES: dict[str, ScaleSpec] = {
         wdf_tars=(("real_train", 2, 5), ("fake_train", 5, 10), ("real_test", 1, 3), ("fake_test", 2, 8)),
         wdf_frames=(16, 24),
         dfdc_parts=((1, 11), (1, 12), (2, 11), (1, 10), (2, 10), (3, 10), (2, 9), (3, 8), (2, 10), (4, 9)),
-        dfdc_cross_chunk=0.2),
+        dfdc_cross_chunk=0.2, dfdc_test=(5, 20)),
     # a few times `small`, for longer local experiments
     "medium": ScaleSpec(
         name="medium", frames=64, ffpp_pairs=36, ffpp_val_pairs=5,
@@ -71,7 +73,7 @@ SCALES: dict[str, ScaleSpec] = {
         wdf_tars=(("real_train", 4, 8), ("fake_train", 12, 12), ("real_test", 2, 6), ("fake_test", 4, 10)),
         wdf_frames=(20, 32),
         dfdc_parts=tuple((r, 14 - r) for r in (1, 1, 2, 2, 2, 3, 1, 2, 3, 4, 2, 1, 3, 2, 5, 2, 1, 2, 3, 2)),
-        dfdc_cross_chunk=0.2),
+        dfdc_cross_chunk=0.2, dfdc_test=(10, 40)),
 }
 
 
