@@ -122,6 +122,9 @@ class TrainParams:
     # that forgot the earlier datasets is not picked. Test videos are never used.
     select_on: str = "stage"
     augment: AugmentParams = field(default_factory=lambda: AugmentParams())
+    # Options of every trained model's config (models.create_model), e.g. {hidden: [64], dropout: [0.3]}
+    # for a head sized to a tiny backbone; {} = the registry's defaults (the seeds' 1024-512-256 head).
+    model_config: dict = field(default_factory=dict)
     stages: dict[str, StageParams] = field(default_factory=dict)
 
 
@@ -272,7 +275,7 @@ def _check(p: Params, check_paths: bool) -> None:
     if p.preprocess.detector == "yunet" and not (p.preprocess.detector_model and Path(p.preprocess.detector_model).is_file()):
         raise ParamsError(f"params key 'preprocess.detector_model' must name an existing YuNet ONNX file "
                           f"when detector is yunet, got {p.preprocess.detector_model!r}")
-    from interceptor_lib.models import list_models
+    from interceptor_lib.models import list_models, model_entry
 
     unknown = [m for m in p.train.models if m not in list_models()]
     if unknown:
@@ -295,6 +298,14 @@ def _check(p: Params, check_paths: bool) -> None:
             raise ParamsError(f"params key 'train.stages.{name}.replay' is a share in [0, 1), got {st.replay!r}")
         if st.loss not in ("ce", "weighted_ce", "focal"):
             raise ParamsError(f"params key 'train.stages.{name}.loss' must be ce, weighted_ce or focal, got {st.loss!r}")
+    owned = sorted(set(p.train.model_config) & {"backbone", "pretrained", "weights", "trainable_stages"})
+    if owned:
+        raise ParamsError(f"params key 'train.model_config' must not set {owned}: use train.{owned[0]}")
+    for name in p.train.models:
+        try:
+            model_entry(name).make_config(**p.train.model_config)
+        except Exception as e:  # ModelConfigError or a config's own check (e.g. hidden vs dropout)
+            raise ParamsError(f"params key 'train.model_config': {e}") from None
     if p.train.select_on not in ("stage", "seen"):
         raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
     if check_paths and p.train.weights and not Path(p.train.weights).is_file():

@@ -153,6 +153,21 @@ def test_replay_mixes_earlier_training_videos_and_seen_validation_picks_the_chec
         load_params("smoke", overrides={"train.select_on": "test"})
 
 
+def test_model_config_reaches_every_built_model_and_bad_keys_are_named(tmp_path):
+    from interceptor_lib.training.stages import build_model
+
+    p = load_params("smoke", overrides={"output_dir": str(tmp_path),
+                                        "train.model_config": {"hidden": [32], "dropout": [0.2]}})
+    model = build_model(p, "tm", None)
+    linears = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [32, 2]
+    assert list(model.config.hidden) == [32]  # saved with the checkpoint, so evaluation rebuilds the same head
+    with pytest.raises(ParamsError, match="has no option.*'hiden'"):
+        load_params("smoke", overrides={"train.model_config": {"hiden": [32]}})
+    with pytest.raises(ParamsError, match="train.backbone"):
+        load_params("smoke", overrides={"train.model_config": {"backbone": "resnet18"}})
+
+
 def test_torchrun_command_runs_this_python():
     cmd = torchrun_command(4, "ll", "stage2", "/x/p.yaml", progress=False)
     assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]

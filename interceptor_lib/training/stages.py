@@ -100,7 +100,8 @@ def with_replay(rows: pd.DataFrame, replay_rows: pd.DataFrame) -> pd.DataFrame:
 def build_model(params, model_name: str, init: Path | None):
     t = params.train
     model = create_model(model_name, backbone=t.backbone, pretrained=t.pretrained and init is None,
-                         weights=t.weights if init is None else None, trainable_stages=t.trainable_stages)
+                         weights=t.weights if init is None else None, trainable_stages=t.trainable_stages,
+                         **t.model_config)
     if init is not None:
         model.load_state_dict(load_checkpoint(init)["model"])
     return model
