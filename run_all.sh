@@ -23,11 +23,13 @@ except InterceptorError as e:
 print(p.output_dir)
 print(" ".join(p.train.models))
 print(" ".join(f"{n}={s}" for s, n in STAGE_NAMES.items()))
+print(p.train.parallel_models)
 PY
 ) || { echo "run_all: params/$profile.yaml is not valid (see above)" >&2; exit 2; }
 out_dir=$(sed -n 1p <<<"$plan")
 models=$(sed -n 2p <<<"$plan")
 stage_pairs=$(sed -n 3p <<<"$plan")   # e.g. 02_stage1_faceforensics=stage1
+parallel=$(sed -n 4p <<<"$plan")      # train.parallel_models: stage notebooks of that many models at once
 nb_out="$out_dir/notebooks"
 mkdir -p "$nb_out"
 
@@ -48,13 +50,34 @@ for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
   stage=""
   for pair in $stage_pairs; do [[ "${pair%%=*}" == "$base" ]] && stage="${pair#*=}"; done
   if [[ -n "$stage" ]]; then
+    todo=()
     for model in $models; do            # stage notebooks run once per model: 02_stage1_faceforensics__ll.ipynb
       if [[ -f "$out_dir/runs/$model/$stage/done.json" ]]; then
         echo "== ${base}__${model} ($profile): already trained, skipped"   # its notebook from the first run stays
-        continue
+      else
+        todo+=("$model")
       fi
-      run_notebook "$nb" "${base}__${model}" -p model "$model"
     done
+    if (( parallel <= 1 )); then
+      for model in "${todo[@]}"; do run_notebook "$nb" "${base}__${model}" -p model "$model"; done
+    else
+      # train.parallel_models > 1 (CPU profiles): that many models' notebooks at once, the CPU cores
+      # shared out between them (a tiny model keeps one core busier than two). All of this stage's
+      # notebooks finish before the next stage starts; a failure stops the chain once they have.
+      threads=$(( $(nproc) / parallel )); (( threads >= 1 )) || threads=1
+      pids=(); failed=0
+      for model in "${todo[@]}"; do
+        if (( ${#pids[@]} >= parallel )); then
+          wait "${pids[0]}" || failed=1
+          pids=("${pids[@]:1}")
+        fi
+        if (( failed )); then break; fi
+        OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads run_notebook "$nb" "${base}__${model}" -p model "$model" &
+        pids+=($!)
+      done
+      for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+      if (( failed )); then exit 1; fi
+    fi
   else
     run_notebook "$nb" "$base"
   fi

@@ -122,6 +122,9 @@ class TrainParams:
     # that forgot the earlier datasets is not picked. Test videos are never used.
     select_on: str = "stage"
     augment: AugmentParams = field(default_factory=lambda: AugmentParams())
+    # ./run_all.sh runs the stage notebooks of this many models at once, sharing the CPU cores out
+    # between them (the demo's tiny models on a 2-core CPU); 1 on a GPU, where one model fills it.
+    parallel_models: int = 1
     # Options of every trained model's config (models.create_model), e.g. {hidden: [64], dropout: [0.3]}
     # for a head sized to a tiny backbone; {} = the registry's defaults (the seeds' 1024-512-256 head).
     model_config: dict = field(default_factory=dict)
@@ -306,6 +309,8 @@ def _check(p: Params, check_paths: bool) -> None:
             model_entry(name).make_config(**p.train.model_config)
         except Exception as e:  # ModelConfigError or a config's own check (e.g. hidden vs dropout)
             raise ParamsError(f"params key 'train.model_config': {e}") from None
+    if p.train.parallel_models < 1:
+        raise ParamsError(f"params key 'train.parallel_models' must be >= 1, got {p.train.parallel_models!r}")
     if p.train.select_on not in ("stage", "seen"):
         raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
     if check_paths and p.train.weights and not Path(p.train.weights).is_file():

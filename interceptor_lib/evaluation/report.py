@@ -17,7 +17,7 @@ from interceptor_lib.errors import InterceptorError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 DATASET_NAMES = {"ffpp": "FF++ (test)", "celebdf": "Celeb-DF v2 (test list)", "wilddeepfake": "WildDeepfake (test)",
-                 "dfdc": "DFDC (held-out groups)"}
+                 "dfdc": "DFDC (test)"}  # the public test set when present, else our held-out groups
 
 
 def _fmt(x: float) -> str:

@@ -175,8 +175,8 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                                   f"({len(rows)} videos); skipped, the model passes through unchanged")
                 continue
             if sp.replay > 0:  # the earlier stages' training videos, and this stage's chunks already trained
-                done_parts = pd.concat([r for n, r in parts[:[n for n, _ in parts].index(name)]] or [rows.iloc[:0]])
-                rows = with_replay(rows, pd.concat([earlier, done_parts]))
+                trained = [r for _, r in parts[:[n for n, _ in parts].index(name)]]
+                rows = with_replay(rows, pd.concat([earlier, *trained]))
             model = build_model(params, model_name, best)
             train_set, val_set = make_datasets(params, model, rows, val)
             trainer = Trainer(model, train_set, val_set, train_config(params, sp), rdir, budget, device, progress,
