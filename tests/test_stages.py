@@ -91,7 +91,7 @@ def test_a_finished_stage_leaves_an_fp16_export_recorded_in_done_json(stage_para
         weights.values(), best.values()))
     fp16_bytes = sum(w.numel() * w.element_size() for w in weights.values())
     assert fp16_bytes <= export["bytes"] < fp16_bytes * 1.1  # half the fp32 weights (plus a small index)
-    plain = create_model("ll", backbone="test_efficientnet", pretrained=False)
+    plain = create_model("ll", backbone="test_efficientnet", pretrained=False, **stage_params.train.model_config)
     plain.load_state_dict({k: v.to(best[k].dtype) for k, v in weights.items()})
 
 
@@ -141,11 +141,11 @@ def test_replay_mixes_earlier_training_videos_and_seen_validation_picks_the_chec
     assert set(own["dataset"]) == {"celebdf"} and set(replayed["dataset"]) == {"ffpp"}
     assert set(train["split"]) == {"train"}  # earlier stages' validation / test videos are never trained on
     assert set(val["dataset"]) == {"ffpp", "celebdf"} and set(val["split"]) == {"val"}
-    # defaults: no replay rows, validation on the stage's own dataset
+    # without replay: no replay rows; select_on stage: validation on the stage's own dataset
     seen.clear()
+    off = {**overrides_for(stage_params.output_dir), "train.select_on": "stage", "train.stages.stage2.replay": 0.0}
     with pytest.raises(RuntimeError, match="spy"):
-        run_stage(load_params("smoke", overrides=overrides_for(stage_params.output_dir)), "ll", "stage2",
-                  progress=False)
+        run_stage(load_params("smoke", overrides=off), "ll", "stage2", progress=False)
     assert seen["strata"] is None and set(seen["val"]["dataset"]) == {"celebdf"}
     with pytest.raises(ParamsError, match="replay"):
         load_params("smoke", overrides={"train.stages.stage2.replay": 1.0})
