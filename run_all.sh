@@ -65,17 +65,17 @@ for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
       # shared out between them (a tiny model keeps one core busier than two). All of this stage's
       # notebooks finish before the next stage starts; a failure stops the chain once they have.
       threads=$(( $(nproc) / parallel )); (( threads >= 1 )) || threads=1
-      pids=(); failed=0
+      running=0; failed=0
       for model in "${todo[@]}"; do
-        if (( ${#pids[@]} >= parallel )); then
-          wait "${pids[0]}" || failed=1
-          pids=("${pids[@]:1}")
+        if (( running >= parallel )); then   # a slot frees as soon as any running notebook ends
+          wait -n || failed=1
+          running=$(( running - 1 ))
         fi
         if (( failed )); then break; fi
         OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads run_notebook "$nb" "${base}__${model}" -p model "$model" &
-        pids+=($!)
+        running=$(( running + 1 ))
       done
-      for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+      while (( running > 0 )); do wait -n || failed=1; running=$(( running - 1 )); done
       if (( failed )); then exit 1; fi
     fi
   else

@@ -1,0 +1,131 @@
+"""run_all.sh's control flow, hermetically: the script runs in a scratch repo against stand-ins for
+`python` (prints the plan that params would give) and `papermill` (logs each notebook it is asked to
+run, sleeps, and fails where told). The real notebooks are run by the nbval tests."""
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["00_prepare_data", "01_dataset_inspection", "02_stage1_faceforensics", "03_stage2_celebdf",
+             "04_stage3_wilddeepfake", "05_stage4_dfdc", "06_evaluation"]
+STAGES = "02_stage1_faceforensics=stage1 03_stage2_celebdf=stage2 04_stage3_wilddeepfake=stage3 05_stage4_dfdc=stage4"
+
+FAKE_PAPERMILL = """#!/usr/bin/env bash
+name=$(basename "$2" .ipynb)
+echo "start $name ${OMP_NUM_THREADS:-unset}" >> "$FAKE_LOG"
+if [[ " $FAKE_SLOW " == *" $name "* ]]; then sleep 2; else sleep 0.2; fi
+echo "end $name" >> "$FAKE_LOG"
+if [[ "$name" == "$FAKE_FAIL" ]]; then echo "boom in $name"; exit 3; fi
+touch "$2"
+"""
+
+
+def _executable(path: Path, text: str):
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def chain(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("needs bash")
+    repo, bin_dir, out = tmp_path / "repo", tmp_path / "bin", tmp_path / "out"
+    (repo / "notebooks").mkdir(parents=True)
+    bin_dir.mkdir()
+    shutil.copy(REPO / "run_all.sh", repo / "run_all.sh")
+    for nb in NOTEBOOKS:
+        (repo / "notebooks" / f"{nb}.ipynb").write_text("{}")
+    _executable(bin_dir / "papermill", FAKE_PAPERMILL)
+    log = tmp_path / "calls.log"
+
+    def run(models="ll bg av", parallel=1, fail="", slow="", nproc_threads=None):
+        plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n"
+        _executable(bin_dir / "python", f"#!/usr/bin/env bash\ncat >/dev/null\nprintf '%s' '{plan}'\n")
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log),
+               "FAKE_FAIL": fail, "FAKE_SLOW": slow}
+        env.pop("OMP_NUM_THREADS", None)
+        log.write_text("")
+        proc = subprocess.run(["bash", str(repo / "run_all.sh"), "demo"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        events = [line.split() for line in log.read_text().splitlines()]
+        return proc, events
+
+    return run, out
+
+
+def _started(events):
+    return [e[1] for e in events if e[0] == "start"]
+
+
+def test_the_chain_runs_every_notebook_in_order_and_stage_notebooks_once_per_model(chain):
+    run, out = chain
+    proc, events = run()
+    assert proc.returncode == 0, proc.stderr
+    models = ["ll", "bg", "av"]
+    expected = ["00_prepare_data", "01_dataset_inspection"]
+    for nb in NOTEBOOKS[2:6]:
+        expected += [f"{nb}__{m}" for m in models]
+    assert _started(events) == expected + ["06_evaluation"]
+    assert all(e[2] == "unset" for e in events if e[0] == "start")  # serial: threads left to torch
+    assert "done in" in proc.stdout and (out / "notebooks" / "06_evaluation.ipynb").is_file()
+
+
+def test_finished_model_stages_are_skipped_on_a_rerun(chain):
+    run, out = chain
+    for model in ("ll", "av"):
+        (out / "runs" / model / "stage1").mkdir(parents=True)
+        (out / "runs" / model / "stage1" / "done.json").write_text("{}")
+    proc, events = run()
+    assert proc.returncode == 0, proc.stderr
+    stage1 = [n for n in _started(events) if n.startswith("02_")]
+    assert stage1 == ["02_stage1_faceforensics__bg"]
+    assert "02_stage1_faceforensics__ll (demo): already trained, skipped" in proc.stdout
+
+
+def test_a_failing_notebook_stops_the_chain_and_is_named(chain):
+    run, out = chain
+    proc, events = run(fail="03_stage2_celebdf__bg")
+    assert proc.returncode == 1
+    assert "03_stage2_celebdf__bg failed on profile demo" in proc.stderr and "boom in" in proc.stderr
+    started = _started(events)
+    assert started[-1] == "03_stage2_celebdf__bg"  # serial: nothing after the failure starts
+    assert not any(n.startswith(("04_", "05_", "06_")) for n in started)
+
+
+def test_parallel_models_share_the_cores_and_a_free_slot_is_refilled_at_once(chain):
+    run, out = chain
+    # ll's stage-1 notebook is slow: bg ends first and av takes its slot while ll still runs
+    proc, events = run(parallel=2, slow="02_stage1_faceforensics__ll")
+    assert proc.returncode == 0, proc.stderr
+    running, peak, order = set(), 0, []
+    for kind, name, *rest in events:
+        if kind == "start":
+            running.add(name)
+            peak = max(peak, len(running))
+            if "__" in name:
+                assert rest[0] != "unset" and int(rest[0]) >= 1  # OMP threads: the cores split between two
+        else:
+            running.discard(name)
+        order.append((kind, name))
+    assert peak == 2
+    assert order.index(("start", "02_stage1_faceforensics__av")) < order.index(("end", "02_stage1_faceforensics__ll"))
+    # a stage's notebooks all end before the next stage's begin
+    last_stage1_end = max(i for i, (k, n) in enumerate(order) if k == "end" and n.startswith("02_"))
+    first_stage2_start = min(i for i, (k, n) in enumerate(order) if k == "start" and n.startswith("03_"))
+    assert last_stage1_end < first_stage2_start
+
+
+def test_a_failure_among_parallel_notebooks_lets_the_others_end_then_stops(chain):
+    run, out = chain
+    proc, events = run(parallel=2, fail="02_stage1_faceforensics__ll", slow="02_stage1_faceforensics__bg")
+    assert proc.returncode == 1
+    assert "02_stage1_faceforensics__ll failed" in proc.stderr
+    ended = [e[1] for e in events if e[0] == "end"]
+    assert "02_stage1_faceforensics__bg" in ended  # the running neighbour was waited for, not orphaned
+    assert not any(n.startswith("03_") for n in _started(events))
+    assert "02_stage1_faceforensics__av" not in _started(events)  # no new work after a failure
