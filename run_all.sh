@@ -14,8 +14,13 @@ export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
 # One Python start (importing the package takes seconds) prints: output dir, models, "<notebook>=<stage>" pairs.
 plan=$(python - "$profile" <<'PY'
 import sys
-from interceptor_lib.config import STAGE_NAMES, load_params
-from interceptor_lib.errors import InterceptorError
+try:
+    from interceptor_lib.config import STAGE_NAMES, load_params
+    from interceptor_lib.errors import InterceptorError
+except ImportError as e:
+    print(f"error: cannot import interceptor_lib ({e}); install the requirements first: "
+          "pip install -r requirements.txt", file=sys.stderr)
+    sys.exit(3)
 try:
     p = load_params(sys.argv[1])
 except InterceptorError as e:
@@ -25,7 +30,13 @@ print(" ".join(p.train.models))
 print(" ".join(f"{n}={s}" for s, n in STAGE_NAMES.items()))
 print(p.train.parallel_models)
 PY
-) || { echo "run_all: params/$profile.yaml is not valid (see above)" >&2; exit 2; }
+) || { rc=$?
+  case $rc in
+    3) ;;   # the package is not importable: said above
+    127) echo "run_all: no 'python' on PATH; activate the environment that has the requirements" >&2 ;;
+    *) echo "run_all: params/$profile.yaml is not valid (see above)" >&2 ;;
+  esac
+  exit 2; }
 out_dir=$(sed -n 1p <<<"$plan")
 models=$(sed -n 2p <<<"$plan")
 stage_pairs=$(sed -n 3p <<<"$plan")   # e.g. 02_stage1_faceforensics=stage1

@@ -43,9 +43,13 @@ def chain(tmp_path):
     _executable(bin_dir / "papermill", FAKE_PAPERMILL)
     log = tmp_path / "calls.log"
 
-    def run(models="ll bg av", parallel=1, fail="", slow="", nproc_threads=None):
+    def run(models="ll bg av", parallel=1, fail="", slow="", plan_rc=0):
         plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n"
-        _executable(bin_dir / "python", f"#!/usr/bin/env bash\ncat >/dev/null\nprintf '%s' '{plan}'\n")
+        if plan_rc:  # the planning step fails: 3 = the package is not importable, 1 = bad params
+            body = f"echo 'error: planning failed' >&2\nexit {plan_rc}"
+        else:
+            body = f"printf '%s' '{plan}'"
+        _executable(bin_dir / "python", f"#!/usr/bin/env bash\ncat >/dev/null\n{body}\n")
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log),
                "FAKE_FAIL": fail, "FAKE_SLOW": slow}
         env.pop("OMP_NUM_THREADS", None)
@@ -129,3 +133,13 @@ def test_a_failure_among_parallel_notebooks_lets_the_others_end_then_stops(chain
     assert "02_stage1_faceforensics__bg" in ended  # the running neighbour was waited for, not orphaned
     assert not any(n.startswith("03_") for n in _started(events))
     assert "02_stage1_faceforensics__av" not in _started(events)  # no new work after a failure
+
+
+def test_a_failed_plan_stops_before_any_notebook_and_says_why(chain):
+    run, out = chain
+    proc, events = run(plan_rc=1)
+    assert proc.returncode == 2 and events == []
+    assert "params/demo.yaml is not valid" in proc.stderr
+    proc, events = run(plan_rc=3)  # an import error is not blamed on the params file
+    assert proc.returncode == 2 and events == []
+    assert "planning failed" in proc.stderr and "not valid" not in proc.stderr
