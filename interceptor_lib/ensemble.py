@@ -25,7 +25,13 @@ checkpoints in `<output_dir>/ensemble/ensemble.json` (`save_ensemble_config`), f
     val = member_video_probs(ens, val_rows, crop_cache(params))  # video_id, label, one column per member
     fit = fit_ensemble(val[ens.names], val["label"])             # weights, temperature, threshold
     save_ensemble_config(params.output_dir, ckpts, fit["weights"], fit["threshold"], fit["temperature"],
-                         metadata={"profile": params.profile, "val": fit["val"]}, preprocess=params.preprocess)
+                         metadata={"profile": params.profile, "val": fit["val"]}, preprocess=params.preprocess,
+                         combination=fit["combination"])
+
+By default (`fit_ensemble(method="logit")`) the members vote in log-odds: P(fake) = sigmoid(sum_j w_j
+logit(p_j) / T), the weights being the non-negative coefficients of a logistic regression on the
+validation log-odds; `combination="prob"` (the other weight methods) takes the weighted mean of the
+probabilities instead.
 """
 
 from __future__ import annotations
@@ -54,7 +60,13 @@ from interceptor_lib.models.base import BatchError, DetectorBase, two_class_logi
 ENSEMBLE_FORMAT = 1
 ENSEMBLE_DIR = "ensemble"
 ENSEMBLE_FILE = "ensemble.json"
-WEIGHT_METHODS = ("log_loss", "auc", "equal")
+WEIGHT_METHODS = ("logit", "log_loss", "auc", "equal")
+#: how member P(fake) are combined: "prob", the weighted mean of the probabilities; "logit", the weighted
+#: mean of their log-odds (weighted voting in log-odds: a confident member is not averaged away)
+COMBINATIONS = ("prob", "logit")
+#: in log-odds voting each member's P(fake) is clipped to [VOTE_EPS, 1 - VOTE_EPS] (a vote of at most
+#: +-6.9): no member can veto the others, and the log-odds stay well-conditioned for float32 exports
+VOTE_EPS = 1e-3
 EVALUATION_NOTEBOOK = "06_evaluation"
 
 
@@ -106,8 +118,12 @@ class Ensemble(nn.Module):
     """
 
     def __init__(self, members: dict[str, DetectorBase], weights: dict[str, float] | None = None,
-                 share_trunk: bool = True, temperature: float | None = None, threshold: float | None = None):
+                 share_trunk: bool = True, temperature: float | None = None, threshold: float | None = None,
+                 combination: str = "prob"):
         super().__init__()
+        if combination not in COMBINATIONS:
+            raise EnsembleError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
+        self.combination = combination
         if not members:
             raise EnsembleError("an ensemble needs at least one member")
         bad = [n for n, m in members.items() if not isinstance(m, DetectorBase)]
@@ -222,12 +238,18 @@ class Ensemble(nn.Module):
         mean = member_probs @ w
         spread = ((member_probs - mean[:, None]) ** 2) @ w
         uncertainty = spread.clamp_min(0).sqrt()
-        p = mean.clamp(EPS, 1 - EPS)
-        z = torch.log(p) - torch.log1p(-p)
+        if self.combination == "logit":
+            pm = member_probs.clamp(VOTE_EPS, 1 - VOTE_EPS)
+            z = (torch.log(pm) - torch.log1p(-pm)) @ w
+            raw = torch.sigmoid(z)
+        else:
+            p = mean.clamp(EPS, 1 - EPS)
+            z = torch.log(p) - torch.log1p(-p)
+            raw = mean
         if self.temperature is not None:
             z = z / float(self.temperature)
-        prob = torch.sigmoid(z) if self.temperature is not None else mean
-        return {"prob": prob, "prob_uncalibrated": mean, "member_probs": member_probs,
+        prob = torch.sigmoid(z) if self.temperature is not None else raw
+        return {"prob": prob, "prob_uncalibrated": raw, "member_probs": member_probs,
                 "uncertainty": uncertainty, "logits": two_class_logits(z)}
 
     @staticmethod
@@ -307,6 +329,27 @@ def _log_loss_weights(P: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return w / w.sum() if w.sum() > 0 else None
 
 
+def _logit_weights(P: np.ndarray, y: np.ndarray, l2: float = 0.1) -> np.ndarray | None:
+    """Non-negative weights of the members' log-odds from a logistic regression on VALIDATION
+    (class-balanced, an intercept, a small L2 penalty), scaled to sum 1 (None when all are 0)."""
+    X = _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS))
+    m = X.shape[1]
+    sw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean())) / len(y)  # each class weighs half
+
+    def loss_grad(theta):
+        c, b = theta[:m], theta[m]
+        z = X @ c + b
+        r = sw * (_metrics.sigmoid(z) - y)
+        loss = float(np.sum(sw * (np.logaddexp(0.0, z) - y * z)) + 0.5 * l2 * c @ c / len(y))
+        return loss, np.concatenate([X.T @ r + l2 * c / len(y), [r.sum()]])
+
+    res = minimize(loss_grad, np.concatenate([np.full(m, 1.0 / m), [0.0]]), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * m + [(None, None)])
+    c = np.clip(res.x[:m], 0.0, None) if np.isfinite(res.x).all() else np.zeros(m)
+    c[c < 1e-6 * max(c.max(), 1e-12)] = 0.0
+    return c / c.sum() if c.sum() > 0 else None
+
+
 def fit_weights(val_member_probs: pd.DataFrame, labels, method: str = "log_loss",
                 shrink: float = 0.0) -> dict[str, float]:
     """Member weights (>= 0, sum 1) fitted on VALIDATION video-level member probabilities.
@@ -325,6 +368,12 @@ def fit_weights(val_member_probs: pd.DataFrame, labels, method: str = "log_loss"
     even with a good AUC — right for a mean of raw probabilities, which that member would pull off —
     so look at the members' validation AUC and log-loss (`fit_ensemble(...)["members"]`) before
     trusting the weights of a small validation set; method="auc" ignores calibration.
+    method="logit": weights for the "logit" combination (a weighted mean of the members' log-odds):
+    the non-negative coefficients of a class-balanced logistic regression of the label on the members'
+    validation log-odds (small L2 penalty), scaled to sum 1 — the scale goes into the temperature that
+    `fit_ensemble` fits next. Log-odds voting lets a specialist that is sure about its own artifact
+    outvote members that see nothing; a mean of probabilities averages its vote away. Falls back to
+    method="auc" when every coefficient is 0.
     method="auc": weights proportional to max(AUC_j - 0.5, 0), each member's skill above chance
     (equal weights if none beats chance). method="equal": 1 / M each.
     `shrink` in [0, 1] mixes the result with equal weights, w = (1 - shrink) w* + shrink / M: with
@@ -345,6 +394,10 @@ def fit_weights(val_member_probs: pd.DataFrame, labels, method: str = "log_loss"
         w = np.full(m, 1.0 / m)
     elif method == "auc":
         w = _auc_weights(P, y)
+    elif method == "logit":
+        w = _logit_weights(P, y)
+        if w is None:
+            w = _auc_weights(P, y)
     else:
         w = _log_loss_weights(P, y)
         if w is None:
@@ -354,17 +407,25 @@ def fit_weights(val_member_probs: pd.DataFrame, labels, method: str = "log_loss"
 
 
 def ensemble_probs(member_probs: pd.DataFrame, weights: dict[str, float],
-                   temperature: float | None = None) -> pd.DataFrame:
+                   temperature: float | None = None, combination: str = "prob") -> pd.DataFrame:
     """Ensemble prob, prob_uncalibrated and uncertainty (weighted std) of video-level member
     probabilities (one column per member, as for `fit_weights`), as the Ensemble module computes
-    them. Returns a DataFrame with the input's index."""
+    them (`combination`: see COMBINATIONS). Returns a DataFrame with the input's index."""
+    if combination not in COMBINATIONS:
+        raise ValueError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
     names = [str(c) for c in member_probs.columns]
     w = np.array([normalise_weights(weights, names)[n] for n in names])
     P = np.stack([_metrics.check_probs(member_probs[c].to_numpy()) for c in member_probs.columns], axis=1)
     mean = P @ w
     unc = np.sqrt(np.clip(((P - mean[:, None]) ** 2) @ w, 0, None))
-    prob = apply_temperature(mean, temperature) if temperature is not None else np.clip(mean, 0, 1)
-    return pd.DataFrame({"prob": prob, "prob_uncalibrated": mean, "uncertainty": unc}, index=member_probs.index)
+    if combination == "logit":
+        z = _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS)) @ w
+        raw = _metrics.sigmoid(z)
+        prob = _metrics.sigmoid(z / temperature) if temperature is not None else raw
+    else:
+        raw = mean
+        prob = apply_temperature(mean, temperature) if temperature is not None else np.clip(mean, 0, 1)
+    return pd.DataFrame({"prob": prob, "prob_uncalibrated": raw, "uncertainty": unc}, index=member_probs.index)
 
 
 def member_video_probs(ens: Ensemble, table: pd.DataFrame, cache, batch_size: int = 32, num_workers: int = 0,
@@ -416,23 +477,31 @@ def choose_threshold(labels, ensemble_probs_, rule: str = "balanced_accuracy") -
     return _metrics.choose_threshold(labels, ensemble_probs_, rule)
 
 
-def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "log_loss", rule: str = "balanced_accuracy",
+def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", rule: str = "balanced_accuracy",
                  calibrate: bool = True, shrink: float = 0.0) -> dict:
     """Everything `save_ensemble_config` needs, fitted on validation only: weights (`fit_weights`),
     a temperature of the ensemble prob (`fit_temperature`, when `calibrate`), and the threshold
-    (`choose_threshold`) on the calibrated validation prob. Returns {"weights", "temperature",
+    (`choose_threshold`) on the calibrated validation prob. method="logit" gives the "logit"
+    combination, the other methods "prob". Returns {"weights", "temperature", "combination",
     "threshold", "val": the ensemble's validation metrics at that threshold, "members": each
     member's validation auc, log_loss and weight}."""
     weights = fit_weights(val_member_probs, labels, method, shrink)
-    raw = ensemble_probs(val_member_probs, weights)["prob_uncalibrated"].to_numpy()
-    temperature = fit_temperature(raw, labels) if calibrate else None
-    prob = ensemble_probs(val_member_probs, weights, temperature)["prob"].to_numpy()
+    combination = "logit" if method == "logit" else "prob"
+    if combination == "logit":
+        P, _, _ = _member_matrix(val_member_probs, labels)
+        w = np.array([weights[str(c)] for c in val_member_probs.columns])
+        z = _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS)) @ w
+        temperature = fit_temperature(z, labels, kind="logit") if calibrate else None
+    else:
+        raw = ensemble_probs(val_member_probs, weights)["prob_uncalibrated"].to_numpy()
+        temperature = fit_temperature(raw, labels) if calibrate else None
+    prob = ensemble_probs(val_member_probs, weights, temperature, combination)["prob"].to_numpy()
     threshold = choose_threshold(labels, prob, rule)
     y, s = check_binary(labels, prob)
     members = {str(c): {"auc": float(roc_auc_score(y, val_member_probs[c])),
                         "log_loss": float(log_loss(y, np.clip(val_member_probs[c], EPS, 1 - EPS), labels=[0, 1])),
                         "weight": weights[str(c)]} for c in val_member_probs.columns}
-    return {"weights": weights, "temperature": temperature, "threshold": threshold,
+    return {"weights": weights, "temperature": temperature, "threshold": threshold, "combination": combination,
             "val": _metrics.binary_metrics(y, s, threshold), "members": members}
 
 
@@ -459,7 +528,7 @@ def _plain(obj):
 
 def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weights: dict[str, float] | None,
                          threshold: float, temperature: float | None = None, metadata: dict | None = None,
-                         preprocess=None) -> Path:
+                         preprocess=None, combination: str = "prob") -> Path:
     """Write the ensemble config JSON (atomically) and return its path.
 
     `path`: the JSON file, or an output dir (then `<path>/ensemble/ensemble.json`). `members`: name ->
@@ -481,6 +550,8 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
         raise EnsembleError(f"threshold must be a probability in [0, 1], got {threshold}")
     if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
         raise EnsembleError(f"temperature must be a positive number or None, got {temperature}")
+    if combination not in COMBINATIONS:
+        raise EnsembleError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
     path.parent.mkdir(parents=True, exist_ok=True)
     from interceptor_lib.models import model_entry
 
@@ -499,6 +570,7 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
     doc = {"format": ENSEMBLE_FORMAT, "library_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "members": entries, "threshold": float(threshold),
            "temperature": None if temperature is None else float(temperature),
+           "combination": combination,  # members -> ensemble: see COMBINATIONS
            "aggregation": "mean",  # frames / clips -> video by the mean of each member's P(fake)
            "preprocess": _plain(preprocess) if preprocess is not None else None,
            "metadata": _plain(metadata or {})}
@@ -590,8 +662,11 @@ def load_ensemble(run_dir_or_json: str | Path, device: str | torch.device = "cpu
             raise EnsembleError(f"{path}: member {name!r} points at a checkpoint of model "
                                 f"{model.model_name!r} ({ckpt})")
         members[name], weights[name] = model, float(entry.get("weight", 1.0))
+    combination = doc.get("combination", "prob")  # configs written before it existed combined probabilities
+    if combination not in COMBINATIONS:
+        raise EnsembleError(f"{path}: unknown combination {combination!r}; expected one of {COMBINATIONS}")
     ens = Ensemble(members, weights, share_trunk=share_trunk, temperature=doc.get("temperature"),
-                   threshold=float(doc["threshold"]))
+                   threshold=float(doc["threshold"]), combination=combination)
     ens.config, ens.config_path = doc, path
     return ens.to(device).eval()
 

@@ -356,6 +356,17 @@ def test_low_light_changes_face_to_background_noise_ratio(mode, ratio):
     assert build_artifact(None).noise_ratio == 1.0
 
 
+def test_low_light_fakes_in_bright_scenes_are_grainy_and_strong_lighting_stays_within_a_half_turn():
+    # a denoised face cannot show against nearly clean bright footage: there it is the grainy kind
+    draws = {dark: [draw_artifact(np.random.default_rng(i), "low_light", 1.0, dark=dark).params["mode"]
+                    for i in range(60)] for dark in (True, False, None)}
+    assert set(draws[False]) == {"grainy"}
+    assert set(draws[True]) == {"smooth", "grainy"} and draws[True] == draws[None]
+    # beyond 180 degrees a larger offset would bring the face's light back towards the room's
+    angles = [abs(draw_artifact(np.random.default_rng(i), "lighting", 3.0).params["angle_deg"]) for i in range(60)]
+    assert max(angles) <= 165 and min(a for a in angles if a) >= 100
+
+
 def test_lighting_relights_the_face_but_not_the_room():
     scene, ident = _scene("lighting", light_angle=np.pi / 2)
     real = FrameRenderer(scene, ident, 256, 192, 25, 1, build_artifact(None))

@@ -147,7 +147,7 @@ def val_table(n=200, seed=0):
     return pd.DataFrame({"perfect": perfect, "noisy": noisy, "random": random}), y
 
 
-@pytest.mark.parametrize("method", ["log_loss", "auc", "equal"])
+@pytest.mark.parametrize("method", ["logit", "log_loss", "auc", "equal"])
 def test_fit_weights_on_the_simplex_and_the_best_member_wins(method):
     df, y = val_table()
     w = fit_weights(df, y, method=method)
@@ -180,8 +180,42 @@ def test_fit_ensemble_threshold_and_temperature():
     assert 0 <= fit["threshold"] <= 1 and fit["temperature"] > 0
     assert fit["val"]["balanced_accuracy"] > 0.9
     assert fit["members"]["perfect"]["auc"] == 1.0 and fit["members"]["random"]["weight"] < 0.05
-    probs = ensemble_probs(df, fit["weights"], fit["temperature"])["prob"]
+    assert fit["combination"] == "logit"  # the default: log-odds voting
+    probs = ensemble_probs(df, fit["weights"], fit["temperature"], fit["combination"])["prob"]
     assert choose_threshold(y, probs) == pytest.approx(fit["threshold"])
+    assert fit_ensemble(df, y, method="log_loss")["combination"] == "prob"
+
+
+def two_specialists(n=120, seed=0):
+    """Reals scored 0.2-0.6 by both members; each fake is caught with confidence by one member only
+    (its own artifact) and scored 0.05-0.4 by the other."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n // 2, int), np.ones(n // 2, int)]
+    own = rng.integers(0, 2, n)
+    a = np.where(y == 0, rng.uniform(0.2, 0.6, n), np.where(own == 0, 0.99, rng.uniform(0.05, 0.4, n)))
+    b = np.where(y == 0, rng.uniform(0.2, 0.6, n), np.where(own == 1, 0.99, rng.uniform(0.05, 0.4, n)))
+    return pd.DataFrame({"a": a, "b": b}), y
+
+
+def test_log_odds_voting_keeps_a_confident_specialists_vote():
+    from sklearn.metrics import roc_auc_score
+
+    df, y = two_specialists()
+    equal = {"a": 0.5, "b": 0.5}
+    by_prob = ensemble_probs(df, equal, combination="prob")["prob"]
+    by_logit = ensemble_probs(df, equal, combination="logit")["prob"]
+    assert roc_auc_score(y, by_logit) == 1.0 > roc_auc_score(y, by_prob)
+    # the module computes what the table function computes, temperature included
+    for combination in ("prob", "logit"):
+        ens = Ensemble({"a": make("ll"), "b": make("bg")}, {"a": 0.7, "b": 0.3}, temperature=1.7,
+                       combination=combination)
+        out = ens.combine(torch.tensor(df[["a", "b"]].to_numpy()))
+        ref = ensemble_probs(df, {"a": 0.7, "b": 0.3}, 1.7, combination)
+        assert np.allclose(out["prob"].numpy(), ref["prob"], atol=1e-6)
+        assert np.allclose(out["prob_uncalibrated"].numpy(), ref["prob_uncalibrated"], atol=1e-6)
+        assert np.allclose(out["uncertainty"].numpy(), ref["uncertainty"], atol=1e-6)
+    with pytest.raises(EnsembleError, match="combination"):
+        Ensemble({"a": make("ll")}, combination="max")
 
 
 def save_member(path, name, seed=0):
@@ -204,8 +238,10 @@ def test_config_round_trip_and_last_stage_checkpoints(tmp_path):
     with pytest.raises(EnsembleError, match="no finished training stage"):
         find_member_checkpoints(out, ["ll", "bg"])
 
+    with pytest.raises(EnsembleError, match="combination"):
+        save_ensemble_config(out, found, None, threshold=0.4, combination="median")
     path = save_ensemble_config(out, found, {"ll": 2, "tm": 1}, threshold=0.4, temperature=1.5,
-                                metadata={"profile": "test"})
+                                metadata={"profile": "test"}, combination="logit")
     assert path == out / "ensemble" / "ensemble.json"
     doc = json.loads(path.read_text())
     assert doc["members"]["ll"]["weight"] == pytest.approx(2 / 3) and doc["members"]["tm"]["input_kind"] == "clip"
@@ -215,6 +251,7 @@ def test_config_round_trip_and_last_stage_checkpoints(tmp_path):
     out.rename(moved)
     ens = load_ensemble(moved)
     assert ens.names == ["ll", "tm"] and ens.threshold == 0.4 and ens.temperature == 1.5
+    assert ens.combination == "logit"
     assert not ens.training
     with torch.inference_mode():
         out_ = ens(batch(b=2))

@@ -198,7 +198,9 @@ def ensemble():
     members = {"ll": make("ll", 0), "av": make("av", 1)}  # image + clip + audio inputs
     first = members["ll"]
     members["av"].backbone.model.load_state_dict(first.trunk_state(), strict=False)  # one shared trunk
-    ens = ens_mod.Ensemble(members, weights={"ll": 0.6, "av": 0.4}, share_trunk=True)
+    # the pipeline's default: log-odds voting with a temperature
+    ens = ens_mod.Ensemble(members, weights={"ll": 0.6, "av": 0.4}, share_trunk=True, temperature=1.3,
+                           combination="logit")
     assert any(g["shared"] or g["trunk_hash"] for g in ens.trunk_groups())
     return ens
 

@@ -115,7 +115,7 @@ def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
-                          method: str = "log_loss", shrink: float = 0.1) -> dict:
+                          method: str = "logit", shrink: float = 0.1) -> dict:
     """Fit the ensemble on the pooled validation videos of every dataset (weights, temperature,
     threshold; `interceptor_lib.ensemble.fit_ensemble`) and write <output_dir>/ensemble/ensemble.json
     for `predict`. Returns the fit (weights, temperature, threshold, val metrics, path)."""
@@ -128,6 +128,7 @@ def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None
     fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, shrink=shrink)
     path = save_ensemble_config(params.output_dir, find_member_checkpoints(params, models), fit["weights"],
                                 fit["threshold"], fit["temperature"], preprocess=params.preprocess,
+                                combination=fit["combination"],
                                 metadata={"profile": params.profile, "weight_method": method, "shrink": shrink,
                                           "fitted_on": f"{len(val)} validation videos of "
                                                        f"{sorted(val['dataset'].unique())}",
@@ -139,7 +140,7 @@ def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
     """`videos` with the ensemble's prob (calibrated) and uncertainty columns."""
     from interceptor_lib.ensemble import ensemble_probs
 
-    e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"])
+    e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"], fit.get("combination", "prob"))
     return videos.assign(**{ENSEMBLE: e["prob"].to_numpy(), "uncertainty": e["uncertainty"].to_numpy()})
 
 

@@ -5,8 +5,8 @@ Each family touches the clip pipeline (clip.py) at one point and nowhere else:
 =============  =====================  ==================================================================
 family         hook                   what differs from the original
 =============  =====================  ==================================================================
-low_light      ``noise_ratio``        sensor noise inside the face is weaker (a denoised, generated face)
-                                      or stronger than in the background; most visible in dark scenes
+low_light      ``noise_ratio``        sensor noise inside the face is weaker (a denoised, generated face;
+                                      dark scenes only) or stronger than in the background
 lighting       ``face_light``         the inner face is lit from another direction and/or with another
                                       colour temperature than the head, neck and room
 compression    ``post``               the face was JPEG-compressed on an 8x8 grid misaligned with the
@@ -56,12 +56,13 @@ def register(cls):
     return cls
 
 
-def draw_artifact(rng: np.random.Generator, family: str, strength: float) -> ArtifactSpec:
-    """Random parameters of `family` at `strength` (0 disables the artifact, 1 is the default)."""
+def draw_artifact(rng: np.random.Generator, family: str, strength: float, dark: bool | None = None) -> ArtifactSpec:
+    """Random parameters of `family` at `strength` (0 disables the artifact, 1 is the default);
+    `dark`: whether the fake's scene is a low-light one (None: unknown)."""
     if family not in _REGISTRY:
         raise ValueError(f"unknown artifact family {family!r}; choose one of {FAMILIES}")
     s = float(strength)
-    return ArtifactSpec(family, round(s, 4), _REGISTRY[family].draw(rng, s))
+    return ArtifactSpec(family, round(s, 4), _REGISTRY[family].draw(rng, s, dark))
 
 
 def build_artifact(spec: ArtifactSpec | None, rng: np.random.Generator | None = None) -> Artifact:
@@ -81,8 +82,8 @@ class Artifact:
     noise_ratio = 1.0  # face-noise sigma / background-noise sigma
 
     @staticmethod
-    def draw(rng: np.random.Generator, s: float) -> dict:
-        """The family's parameters at strength `s`."""
+    def draw(rng: np.random.Generator, s: float, dark: bool | None = None) -> dict:
+        """The family's parameters at strength `s` for a scene that is `dark` or not (None: unknown)."""
         return {}
 
     def face_light(self, angle: float) -> tuple[float | None, float]:
@@ -107,9 +108,10 @@ class LowLight(Artifact):
     family = "low_light"
 
     @staticmethod
-    def draw(rng, s):
-        # a generated face is usually cleaner than the camera's noisy dark frame, sometimes grainier
-        mode = "smooth" if rng.uniform() < 0.6 else "grainy"
+    def draw(rng, s, dark=None):
+        # a generated face is usually cleaner than the camera's noisy dark frame, sometimes grainier;
+        # bright footage is nearly clean, so a denoised face shows nothing there: grainy only
+        mode = "smooth" if rng.uniform() < 0.6 and dark is not False else "grainy"
         ratio = max(0.1, 1 - 0.6 * s) if mode == "smooth" else 1 + 0.9 * s
         return {"mode": mode, "noise_ratio": round(ratio, 3)}
 
@@ -122,9 +124,10 @@ class Lighting(Artifact):
     family = "lighting"
 
     @staticmethod
-    def draw(rng, s):
+    def draw(rng, s, dark=None):
         mode = ("direction", "color", "both")[int(rng.integers(3))]
-        angle = s * rng.uniform(70, 130) * rng.choice([-1, 1]) if mode != "color" else 0.0
+        # at most 165 degrees: past a half turn a "stronger" artifact would turn the light back
+        angle = min(165.0, s * rng.uniform(70, 130)) * rng.choice([-1, 1]) if mode != "color" else 0.0
         tint = s * rng.uniform(0.6, 1.0) * rng.choice([-1, 1]) if mode != "direction" else 0.0
         return {"mode": mode, "angle_deg": round(float(angle), 1), "tint": round(float(tint), 3)}
 
@@ -141,7 +144,7 @@ class Compression(Artifact):
     family = "compression"
 
     @staticmethod
-    def draw(rng, s):
+    def draw(rng, s, dark=None):
         # offset_x >= 1: the face's JPEG grid never coincides with the codec's 8x8 grid
         return {"jpeg_quality": int(np.clip(round(80 - 42 * s + rng.normal(0, 4)), 5, 95)),
                 "offset_x": int(rng.integers(1, 8)), "offset_y": int(rng.integers(0, 8))}
@@ -171,7 +174,7 @@ class Resolution(Artifact):
     family = "resolution"
 
     @staticmethod
-    def draw(rng, s):
+    def draw(rng, s, dark=None):
         return {"scale": round(1 / (1 + 0.85 * s * rng.uniform(0.8, 1.2)), 3),
                 "interp": ("linear", "cubic")[int(rng.integers(2))]}
 
@@ -196,7 +199,7 @@ class Temporal(Artifact):
     family = "temporal"
 
     @staticmethod
-    def draw(rng, s):
+    def draw(rng, s, dark=None):
         mode = ("jitter", "flicker", "both")[int(rng.integers(3))]
         return {"mode": mode, "jitter_px": round(0.75 * s, 3) if mode != "flicker" else 0.0,
                 "flicker": round(0.035 * s, 4) if mode != "jitter" else 0.0}
@@ -226,7 +229,7 @@ class AVSync(Artifact):
     family = "av_sync"
 
     @staticmethod
-    def draw(rng, s):
+    def draw(rng, s, dark=None):
         mode = "shift" if rng.uniform() < 0.7 else "foreign"
         lag = int(round(s * rng.uniform(3, 7))) * int(rng.choice([-1, 1]))
         if mode == "shift" and s > 0 and lag == 0:

@@ -61,9 +61,9 @@ def _balanced(rng: np.random.Generator, families, n: int) -> list[str]:
     return out[:n]
 
 
-def _artifact(seed: int, key: str, family: str, strength: float) -> ArtifactSpec:
+def _artifact(seed: int, key: str, family: str, strength: float, original: ClipSpec) -> ArtifactSpec:
     rng = named_rng(seed, "artifact", key)
-    return draw_artifact(rng, family, strength * rng.uniform(0.7, 1.3))
+    return draw_artifact(rng, family, strength * rng.uniform(0.7, 1.3), dark=original.scene.dark)
 
 
 def _row(dataset, relpath, label, method, clip: ClipSpec, original="", has_audio=False, **extra) -> dict:
@@ -125,7 +125,7 @@ def plan_ffpp(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
                 family = dominant if fam_rng.uniform() < FFPP_DOMINANT_SHARE else str(fam_rng.choice(others))
                 key = f"ffpp/{method}/{t}_{s}"
                 face = swap_inner(idents[t], idents[s]) if swap else None
-                clip = _fake_of(originals[t], key, _artifact(seed, key, family, strength), face=face,
+                clip = _fake_of(originals[t], key, _artifact(seed, key, family, strength, originals[t]), face=face,
                                 mouth_from=None if swap else originals[s].scene)
                 rel = f"{root}/manipulated_sequences/{method}/c23/videos/{t}_{s}.mp4"
                 plan.jobs.append(VideoJob(rel, clip))
@@ -163,7 +163,7 @@ def plan_celebdf(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
             for y in sorted(int(s) for s in sources):
                 fname = f"id{x}_id{y}_{v:04d}"
                 key = f"celebdf/{fname}"
-                clip = _fake_of(orig, key, _artifact(seed, key, families.pop(), strength),
+                clip = _fake_of(orig, key, _artifact(seed, key, families.pop(), strength, orig),
                                 face=swap_inner(idents[x], idents[y]))
                 frel = f"Celeb-synthesis/{fname}.mp4"
                 plan.jobs.append(VideoJob(f"{root}/{frel}", clip))
@@ -211,7 +211,7 @@ def plan_wilddeepfake(seed: int, scale: ScaleSpec, strength: float) -> DatasetPl
                 n_frames = int(rng.integers(scale.wdf_frames[0], scale.wdf_frames[1] + 1))
                 clip = ClipSpec(scene, ident, w, h, fps, n_frames, source_jpeg=True)
                 if kind == "fake":
-                    clip = _fake_of(clip, key, _artifact(seed, key, families.pop(), strength))
+                    clip = _fake_of(clip, key, _artifact(seed, key, families.pop(), strength, clip))
                 first = int(rng.integers(0, 40))
                 seqs.append((str(seq_id), first, clip))
                 plan.rows.append(_row("wilddeepfake", f"{rel}::{number}/{kind}/{seq_id}", int(kind == "fake"),
@@ -263,7 +263,7 @@ def plan_dfdc(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
             source = str(rng.choice([n for n in all_reals if n != orig]))
             name = names.pop()
             key = f"dfdc/{name}"
-            clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength),
+            clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength, clips[orig]),
                             face=swap_inner(clips[orig].face, clips[source].face))
             rel = f"{root}/dfdc_train_part_{k}/{name}.mp4"
             plan.jobs.append(VideoJob(rel, clip, audio=True))
@@ -304,7 +304,7 @@ def _plan_dfdc_test(plan: DatasetPlan, seed: int, scale: ScaleSpec, strength: fl
         source = str(rng.choice([n for n in reals if n != orig] or [orig]))
         name = names.pop()
         key = f"dfdc/test/{name}"
-        clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength),
+        clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength, clips[orig]),
                         face=swap_inner(clips[orig].face, clips[source].face))
         rel = f"{root}/test/videos/{name}.mp4"
         plan.jobs.append(VideoJob(rel, clip, audio=True))

@@ -58,13 +58,13 @@ SCALES: dict[str, ScaleSpec] = {
         dfdc_parts=((1, 6), (1, 3), (1, 5)), dfdc_cross_chunk=0.25, dfdc_test=(1, 2)),
     # the demo profile: enough videos for a training demo to learn, under a minute on 2 cores
     "small": ScaleSpec(
-        name="small", frames=48, ffpp_pairs=12, ffpp_val_pairs=2,
-        celebdf_identities=6, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=2,
-        celebdf_test_ids=2, celebdf_test_youtube=1,
-        wdf_tars=(("real_train", 2, 5), ("fake_train", 5, 10), ("real_test", 1, 3), ("fake_test", 2, 8)),
+        name="small", frames=48, ffpp_pairs=20, ffpp_val_pairs=3,
+        celebdf_identities=8, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=2,
+        celebdf_test_ids=3, celebdf_test_youtube=1,
+        wdf_tars=(("real_train", 2, 5), ("fake_train", 5, 10), ("real_test", 2, 3), ("fake_test", 2, 8)),
         wdf_frames=(16, 24),
         dfdc_parts=((1, 11), (1, 12), (2, 11), (1, 10), (2, 10), (3, 10), (2, 9), (3, 8), (2, 10), (4, 9)),
-        dfdc_cross_chunk=0.2, dfdc_test=(5, 20)),
+        dfdc_cross_chunk=0.2, dfdc_test=(8, 24)),
     # a few times `small`, for longer local experiments
     "medium": ScaleSpec(
         name="medium", frames=64, ffpp_pairs=36, ffpp_val_pairs=5,
