@@ -168,6 +168,24 @@ def test_model_config_reaches_every_built_model_and_bad_keys_are_named(tmp_path)
         load_params("smoke", overrides={"train.model_config": {"backbone": "resnet18"}})
 
 
+def test_a_fresh_model_is_drawn_from_params_seed_and_leaves_the_global_rng_alone(tmp_path):
+    """Two runs of a stage (two processes) must start from the same weights: before, the head (and
+    a random-init backbone) came from whatever the global RNG held, and chains differed run to run."""
+    from interceptor_lib.training.stages import build_model
+
+    p = load_params("smoke", overrides={"output_dir": str(tmp_path)})
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = build_model(p, "ll", None).state_dict()
+    assert torch.equal(torch.rand(3), before)  # the caller's RNG stream is untouched
+    torch.manual_seed(999)  # another global state: the same weights
+    b = build_model(p, "ll", None).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = build_model(load_params("smoke", overrides={"output_dir": str(tmp_path), "seed": 1}), "ll", None)
+    assert any(not torch.equal(a[k], v) for k, v in other.state_dict().items() if v.is_floating_point())
+
+
 def test_torchrun_command_runs_this_python():
     cmd = torchrun_command(4, "ll", "stage2", "/x/p.yaml", progress=False)
     assert cmd[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]

@@ -136,9 +136,10 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.net: torch.nn.Module | None = None  # what the training forward runs: the model, DDP-wrapped under torchrun
-        if self.world_size > 1 and self.rank > 0:
-            # Ranks > 0 draw their own augmentations (rank 0 keeps the caller's stream); saved per rank.
-            _seed_all(cfg.seed * 1_000_003 + self.rank)
+        # The augmentations and dropout draw from the global RNGs: seeded here, so that two runs of the
+        # same config (two processes, two chains) train alike; each rank draws its own, saved per rank.
+        # (Left to the caller's stream before, a fresh process drew other augmentations every run.)
+        _seed_all(cfg.seed * 1_000_003 + self.rank)
 
     # -- state ------------------------------------------------------------------------------
     def state(self) -> dict:

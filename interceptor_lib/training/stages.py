@@ -34,6 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from interceptor_lib.config import STAGE_NAMES
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
@@ -98,10 +99,15 @@ def with_replay(rows: pd.DataFrame, replay_rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_model(params, model_name: str, init: Path | None):
+    """The stage's model: `init`'s weights, or fresh ones whose random part (the head; all of a
+    backbone without pretrained weights) is drawn from `params.seed`, so that two runs of a stage
+    start alike (the global RNG is left as it was)."""
     t = params.train
-    model = create_model(model_name, backbone=t.backbone, pretrained=t.pretrained and init is None,
-                         weights=t.weights if init is None else None, trainable_stages=t.trainable_stages,
-                         **t.model_config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(params.seed)
+        model = create_model(model_name, backbone=t.backbone, pretrained=t.pretrained and init is None,
+                             weights=t.weights if init is None else None, trainable_stages=t.trainable_stages,
+                             **t.model_config)
     if init is not None:
         model.load_state_dict(load_checkpoint(init)["model"])
     return model
