@@ -487,14 +487,8 @@ def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", 
     member's validation auc, log_loss and weight}."""
     weights = fit_weights(val_member_probs, labels, method, shrink)
     combination = "logit" if method == "logit" else "prob"
-    if combination == "logit":
-        P, _, _ = _member_matrix(val_member_probs, labels)
-        w = np.array([weights[str(c)] for c in val_member_probs.columns])
-        z = _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS)) @ w
-        temperature = fit_temperature(z, labels, kind="logit") if calibrate else None
-    else:
-        raw = ensemble_probs(val_member_probs, weights)["prob_uncalibrated"].to_numpy()
-        temperature = fit_temperature(raw, labels) if calibrate else None
+    raw = ensemble_probs(val_member_probs, weights, combination=combination)["prob_uncalibrated"].to_numpy()
+    temperature = fit_temperature(raw, labels) if calibrate else None
     prob = ensemble_probs(val_member_probs, weights, temperature, combination)["prob"].to_numpy()
     threshold = choose_threshold(labels, prob, rule)
     y, s = check_binary(labels, prob)
