@@ -263,16 +263,22 @@ def plan_dfdc(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
             source = str(rng.choice([n for n in all_reals if n != orig]))
             name = names.pop()
             key = f"dfdc/{name}"
-            clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength, clips[orig]),
-                            face=swap_inner(clips[orig].face, clips[source].face))
-            rel = f"{root}/dfdc_train_part_{k}/{name}.mp4"
-            plan.jobs.append(VideoJob(rel, clip, audio=True))
-            plan.rows.append(_row("dfdc", rel, 1, "DFDC", clip, has_audio=True, chunk=k,
-                                  original=f"dfdc_train_part_{src_part}/{orig}.mp4"))
+            _plan_dfdc_fake(plan, f"{root}/dfdc_train_part_{k}/{name}.mp4", key, families.pop(), seed, strength,
+                            clips[orig], clips[source], chunk=k, original=f"dfdc_train_part_{src_part}/{orig}.mp4")
             meta[f"{name}.mp4"] = {"label": "FAKE", "split": "train", "original": f"{orig}.mp4"}
         plan.files[f"{root}/dfdc_train_part_{k}/metadata.json"] = json.dumps(dict(sorted(meta.items())))
     _plan_dfdc_test(plan, seed, scale, strength, taken={Path(r["relpath"]).stem for r in plan.rows})
     return plan
+
+
+def _plan_dfdc_fake(plan: DatasetPlan, rel: str, key: str, family: str, seed: int, strength: float,
+                    target: ClipSpec, source: ClipSpec, **row) -> None:
+    """One DFDC face swap (source's inner face on the `target` real clip, with audio): its job and its
+    row (`row`: the extra columns of `_row`)."""
+    clip = _fake_of(target, key, _artifact(seed, key, family, strength, target),
+                    face=swap_inner(target.face, source.face))
+    plan.jobs.append(VideoJob(rel, clip, audio=True))
+    plan.rows.append(_row("dfdc", rel, 1, "DFDC", clip, has_audio=True, **row))
 
 
 def _plan_dfdc_test(plan: DatasetPlan, seed: int, scale: ScaleSpec, strength: float, taken: set[str]) -> None:
@@ -304,12 +310,8 @@ def _plan_dfdc_test(plan: DatasetPlan, seed: int, scale: ScaleSpec, strength: fl
         source = str(rng.choice([n for n in reals if n != orig] or [orig]))
         name = names.pop()
         key = f"dfdc/test/{name}"
-        clip = _fake_of(clips[orig], key, _artifact(seed, key, families.pop(), strength, clips[orig]),
-                        face=swap_inner(clips[orig].face, clips[source].face))
-        rel = f"{root}/test/videos/{name}.mp4"
-        plan.jobs.append(VideoJob(rel, clip, audio=True))
-        plan.rows.append(_row("dfdc", rel, 1, "DFDC", clip, has_audio=True, chunk=-1, split="test",
-                              original=f"test/videos/{orig}.mp4"))
+        _plan_dfdc_fake(plan, f"{root}/test/videos/{name}.mp4", key, families.pop(), seed, strength,
+                        clips[orig], clips[source], chunk=-1, split="test", original=f"test/videos/{orig}.mp4")
         labels.append((f"{name}.mp4", 1))
     plan.files[f"{root}/test/labels.csv"] = "filename,label\n" + "".join(f"{f},{y}\n" for f, y in sorted(labels))
 
