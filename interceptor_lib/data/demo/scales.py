@@ -58,8 +58,9 @@ SCALES: dict[str, ScaleSpec] = {
         dfdc_parts=((1, 6), (1, 3), (1, 5)), dfdc_cross_chunk=0.25, dfdc_test=(1, 2)),
     # the demo profile: enough videos for a training demo to learn, under two minutes on 2 cores.
     # 32 frames per clip cover the 8 sampled frames and 2 clips of 4 at a third less rendering than
-    # 48; WildDeepfake gets 18 real training sequences (5 before: its reals, JPEG-sourced frame
-    # sequences unlike every other dataset, were flagged fake by most members) at 1 real : 4 fakes.
+    # 48; WildDeepfake's real_train archives hold 18 sequences, 12 for training and 6 held out for
+    # validation (5 and 5 before: its reals, the only JPEG-sourced frames, were flagged fake by most
+    # members), at 1 real : 4 fakes.
     "small": ScaleSpec(
         name="small", frames=32, ffpp_pairs=20, ffpp_val_pairs=3,
         celebdf_identities=8, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=2,
