@@ -329,10 +329,16 @@ def _log_loss_weights(P: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     return w / w.sum() if w.sum() > 0 else None
 
 
+def _votes(P: np.ndarray) -> np.ndarray:
+    """The members' log-odds votes: P(fake) clipped to [VOTE_EPS, 1 - VOTE_EPS], then logit (numpy
+    twin of the clamp in `Ensemble.combine`)."""
+    return _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS))
+
+
 def _logit_weights(P: np.ndarray, y: np.ndarray, l2: float = 0.1) -> np.ndarray | None:
     """Non-negative weights of the members' log-odds from a logistic regression on VALIDATION
     (class-balanced, an intercept, a small L2 penalty), scaled to sum 1 (None when all are 0)."""
-    X = _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS))
+    X = _votes(P)
     m = X.shape[1]
     sw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean())) / len(y)  # each class weighs half
 
@@ -419,7 +425,7 @@ def ensemble_probs(member_probs: pd.DataFrame, weights: dict[str, float],
     mean = P @ w
     unc = np.sqrt(np.clip(((P - mean[:, None]) ** 2) @ w, 0, None))
     if combination == "logit":
-        z = _metrics.logit(np.clip(P, VOTE_EPS, 1 - VOTE_EPS)) @ w
+        z = _votes(P) @ w
         raw = _metrics.sigmoid(z)
         prob = _metrics.sigmoid(z / temperature) if temperature is not None else raw
     else:
