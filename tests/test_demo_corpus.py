@@ -239,6 +239,26 @@ def test_haar_finds_faces_in_reals_and_every_artifact(tiny):
     assert min(wide.by_artifact.values()) >= 0.8, wide.by_artifact
 
 
+def test_wilddeepfake_crops_are_framed_like_the_detected_crops(tiny):
+    """WildDeepfake ships face crops; the other datasets' crops come from a detector box widened by
+    CropSpec.margin. The face must fill the same share of both, or a model learns "this framing is
+    fake" (the demo's WildDeepfake reals, framed wider, were scored fake by most members)."""
+    from interceptor_lib.data.faces import CropSpec, HaarFaceDetector
+
+    out, _ = tiny
+    det, shares = HaarFaceDetector(), []
+    for t in sorted((out / WDF).glob("real_*/*.tar.gz")):
+        with tarfile.open(t) as tf:
+            first = sorted((m for m in tf.getmembers() if m.isfile()), key=lambda m: m.name)[0]
+            bgr = cv2.imdecode(np.frombuffer(tf.extractfile(first).read(), np.uint8), cv2.IMREAD_COLOR)
+        faces = det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        assert faces, t
+        (x0, _, x1, _), _ = faces[0]
+        shares.append((x1 - x0) / bgr.shape[1])
+    # a detected crop's box fills 1 / margin of it (0.77); before, WildDeepfake's filled 0.60
+    assert abs(float(np.median(shares)) - 1 / CropSpec.margin) < 0.1, shares
+
+
 # -- determinism, manifest, skipping --------------------------------------------------------------
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tiny, tmp_path):

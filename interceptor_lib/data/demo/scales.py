@@ -58,14 +58,15 @@ SCALES: dict[str, ScaleSpec] = {
         dfdc_parts=((1, 6), (1, 3), (1, 5)), dfdc_cross_chunk=0.25, dfdc_test=(1, 2)),
     # the demo profile: enough videos for a training demo to learn, under two minutes on 2 cores.
     # 32 frames per clip cover the 8 sampled frames and 2 clips of 4 at a third less rendering than
-    # 48; WildDeepfake's real_train archives hold 18 sequences, 12 for training and 6 held out for
-    # validation (5 and 5 before: its reals, the only JPEG-sourced frames, were flagged fake by most
-    # members), at 1 real : 4 fakes.
+    # 48. WildDeepfake: 18 real_train sequences in 9 archives of 2 (an archive is one source video,
+    # its one or two people; 3 archives of 6 left training the reals of 2-4 people), as the real
+    # dataset has many source videos; params/demo.yaml holds 3 archives out for validation.
+    # 1 real : 4 fakes.
     "small": ScaleSpec(
         name="small", frames=32, ffpp_pairs=20, ffpp_val_pairs=3,
         celebdf_identities=8, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=2,
         celebdf_test_ids=3, celebdf_test_youtube=1,
-        wdf_tars=(("real_train", 3, 6), ("fake_train", 6, 12), ("real_test", 2, 4), ("fake_test", 2, 16)),
+        wdf_tars=(("real_train", 9, 2), ("fake_train", 12, 6), ("real_test", 4, 2), ("fake_test", 8, 4)),
         wdf_frames=(16, 24),
         dfdc_parts=((1, 11), (1, 12), (2, 11), (1, 10), (2, 10), (3, 10), (2, 9), (3, 8), (2, 10), (4, 9)),
         dfdc_cross_chunk=0.2, dfdc_test=(8, 24)),
