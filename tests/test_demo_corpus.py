@@ -241,8 +241,8 @@ def test_haar_finds_faces_in_reals_and_every_artifact(tiny):
 
 def test_wilddeepfake_crops_are_framed_like_the_detected_crops(tiny):
     """WildDeepfake ships face crops; the other datasets' crops come from a detector box widened by
-    CropSpec.margin. The face must fill the same share of both, or a model learns "this framing is
-    fake" (the demo's WildDeepfake reals, framed wider, were scored fake by most members)."""
+    CropSpec.margin. The face must fill the same share of both, or the framing alone tells a model
+    which dataset a face comes from."""
     from interceptor_lib.data.faces import CropSpec, HaarFaceDetector
 
     out, _ = tiny

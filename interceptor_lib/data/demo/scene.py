@@ -115,8 +115,7 @@ def draw_scene(rng: np.random.Generator, identity: Identity, *, crop: bool = Fal
     noise = rng.uniform(4.0, 8.0) if dark else rng.uniform(1.5, 3.5)
     if crop:
         # framed like the other datasets' detected crops (detector box = 1 / 1.3 of the crop; see
-        # tests/test_demo_corpus.py). At 0.33-0.37 the box filled 0.60, and in a joint probe the
-        # WildDeepfake reals' median fake score was 0.60 (0.37 with this framing)
+        # tests/test_demo_corpus.py); at 0.33-0.37 the box filled 0.60, a framing no other dataset has
         face_scale, fx, fy = rng.uniform(0.42, 0.46), rng.uniform(0.47, 0.53), rng.uniform(0.48, 0.53)
         quality = int(rng.integers(60, 96))
     else:
