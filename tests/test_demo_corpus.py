@@ -244,17 +244,19 @@ def test_wilddeepfake_crops_are_framed_like_the_detected_crops(tiny):
     CropSpec.margin. The face must fill the same share of both, or the framing alone tells a model
     which dataset a face comes from."""
     from interceptor_lib.data.faces import CropSpec, HaarFaceDetector
+    from interceptor_lib.data.video import open_source
 
     out, _ = tiny
     det, shares = HaarFaceDetector(), []
-    for t in sorted((out / WDF).glob("real_*/*.tar.gz")):
-        with tarfile.open(t) as tf:
-            first = sorted((m for m in tf.getmembers() if m.isfile()), key=lambda m: m.name)[0]
-            bgr = cv2.imdecode(np.frombuffer(tf.extractfile(first).read(), np.uint8), cv2.IMREAD_COLOR)
-        faces = det.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        assert faces, t
-        (x0, _, x1, _), _ = faces[0]
-        shares.append((x1 - x0) / bgr.shape[1])
+    for r in side_table(out):
+        if r["dataset"] == "wilddeepfake" and r["label"] == "0":
+            tar, member = r["relpath"].split("::")
+            frame = open_source(str(out / tar), f"./{member}/").read([0])[0]  # RGB, as the pipeline reads it
+            faces = det.detect(frame)
+            assert faces, r["relpath"]
+            (x0, _, x1, _), _ = faces[0]
+            shares.append((x1 - x0) / frame.shape[1])
+    assert shares
     # a detected crop's box fills 1 / margin of it (0.77); before, WildDeepfake's filled 0.60
     assert abs(float(np.median(shares)) - 1 / CropSpec.margin) < 0.1, shares
 
