@@ -440,3 +440,20 @@ def test_fake_differs_from_its_original_only_where_the_artifact_acts():
         ys, xs = np.nonzero(diff)
         h, w = diff.shape  # changes stay around the face, never in the frame's corners
         assert ys.min() > 0 and xs.min() > 0 and xs.max() < w - 1
+
+
+def test_wilddeepfake_faces_are_rendered_small_and_saved_at_224(tiny):
+    """WildDeepfake's 224 x 224 crops hold faces cut from smaller video frames: each sequence is
+    rendered (noise, artifact, JPEG) at its source size and only then upscaled, so its detail is at
+    the scale of the other datasets' crops once the cache resizes it to the face size."""
+    out, _ = tiny
+    rows = [r for r in side_table(out) if r["dataset"] == "wilddeepfake"]
+    assert rows and all(112 <= int(r["source_px"]) <= 157 and r["width"] == r["height"] == "224" for r in rows)
+    scene, ident = _scene("crop")
+    small = ClipSpec(scene, ident, 128, 128, 25, 3, artifact=_spec("resolution", scale=0.5),
+                     artifact_key="x", source_jpeg=True)
+    saved = list(render_clip(dataclasses.replace(small, out_size=(224, 224))))
+    for frame, ref in zip(saved, render_clip(small), strict=True):
+        assert frame.shape == (224, 224, 3) and ref.shape == (128, 128, 3)
+        # the artifact and the JPEG act at the source size; the upscale comes last
+        assert np.array_equal(frame, cv2.resize(ref, (224, 224), interpolation=cv2.INTER_LINEAR))

@@ -9,6 +9,7 @@ Per frame (float32 RGB in 0..255)::
     -> whole-frame down/up-sampling                         (low-resolution sources, reals and fakes alike)
     -> artifact.post                                        (compression, resolution)
     -> uint8, then JPEG of the whole image for WildDeepfake crops
+    -> resized to `out_size` (WildDeepfake: the face, cut from a smaller video frame, saved at 224 x 224)
 
 All randomness of the scene comes from streams keyed by `SceneSpec.seed`, so a fake and its
 original share background, motion, blinks, speech and noise exactly.
@@ -43,6 +44,7 @@ class ClipSpec:
     artifact_key: str = ""           # keys the artifact's own per-frame randomness
     mouth_scene_seed: int | None = None  # re-enactment: the mouth follows this scene's speech
     source_jpeg: bool = False        # WildDeepfake: frames come from a JPEG-compressed source
+    out_size: tuple[int, int] | None = None  # (w, h) the rendered frames are resized to; None: as rendered
 
 
 def scene_stream(scene_seed: int, name: str) -> np.random.Generator:
@@ -152,6 +154,8 @@ def render_clip(spec: ClipSpec) -> Iterator[np.ndarray]:
             if not ok:
                 raise RuntimeError("OpenCV failed to JPEG-encode a frame")
             out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        if spec.out_size is not None and spec.out_size != (w, h):
+            out = cv2.resize(out, spec.out_size, interpolation=cv2.INTER_LINEAR)
         yield out
 
 

@@ -68,12 +68,13 @@ def _artifact(seed: int, key: str, family: str, strength: float, original: ClipS
 
 def _row(dataset, relpath, label, method, clip: ClipSpec, original="", has_audio=False, **extra) -> dict:
     art = clip.artifact
+    width, height = clip.out_size or (clip.width, clip.height)  # of the saved file
     row = {"dataset": dataset, "relpath": relpath, "label": int(label), "method": method,
            "artifact": art.family if art is not None else "none",
            "strength": art.strength if art is not None else 0.0,
            "artifact_params": art.describe() if art is not None else "",
            "original": original, "has_audio": bool(has_audio), "frames": clip.n_frames, "fps": clip.fps,
-           "width": clip.width, "height": clip.height,
+           "width": width, "height": height,
            "crf": "" if clip.source_jpeg else clip.scene.quality,
            "jpeg_quality": clip.scene.quality if clip.source_jpeg else ""}
     row.update(scene_conditions(clip.scene))
@@ -191,7 +192,10 @@ def plan_celebdf(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
 
 def plan_wilddeepfake(seed: int, scale: ScaleSpec, strength: float) -> DatasetPlan:
     """{real,fake}_{train,test}/<N>.tar.gz with ./<N>/<real|fake>/<seq>/<frame>.png face crops.
-    The sequences of one tar come from one source video: they share its one or two people."""
+    The sequences of one tar come from one source video: they share its one or two people.
+    The crops are saved at 224 x 224, but the faces were smaller in their source videos: each
+    sequence is rendered (noise, artifact, JPEG) at 112-157 px and upscaled, so that after the cache
+    resizes it to the face size its detail sits at the scale of the other datasets' detected crops."""
     root, plan = DEMO_ROOTS["wilddeepfake"], DatasetPlan()
     n_fake = sum(t * s for folder, t, s in scale.wdf_tars if folder.startswith("fake"))
     families = _balanced(named_rng(seed, "wdf", "families"), VISUAL_FAMILIES, n_fake)
@@ -209,14 +213,15 @@ def plan_wilddeepfake(seed: int, scale: ScaleSpec, strength: float) -> DatasetPl
                 ident = people[int(rng.integers(len(people)))]
                 scene = draw_scene(named_rng(seed, "scene", key), ident, crop=True)
                 n_frames = int(rng.integers(scale.wdf_frames[0], scale.wdf_frames[1] + 1))
-                clip = ClipSpec(scene, ident, w, h, fps, n_frames, source_jpeg=True)
+                side = int(round(w * named_rng(seed, "wdf", "source-size", key).uniform(0.5, 0.7)))
+                clip = ClipSpec(scene, ident, side, side, fps, n_frames, source_jpeg=True, out_size=(w, h))
                 if kind == "fake":
                     clip = _fake_of(clip, key, _artifact(seed, key, families.pop(), strength, clip))
                 first = int(rng.integers(0, 40))
                 seqs.append((str(seq_id), first, clip))
                 plan.rows.append(_row("wilddeepfake", f"{rel}::{number}/{kind}/{seq_id}", int(kind == "fake"),
                                       "real" if kind == "real" else "WildDeepfake", clip,
-                                      split=folder.split("_")[1]))
+                                      split=folder.split("_")[1], source_px=side))
                 seq_id += int(rng.integers(1, 4))
             plan.jobs.append(SequenceJob(rel, number, kind, tuple(seqs)))
     return plan
