@@ -63,8 +63,8 @@ SCALES: dict[str, ScaleSpec] = {
     # learned exactly that (a WildDeepfake-only model: training loss 0.03, validation AUC 0.35).
     # Every real archive is therefore its own source video with one sequence (28 people, 8 held out
     # for validation by params/demo.yaml), as the real dataset draws on hundreds of videos.
-    # DFDC's public test set has 14 reals: with 8, one video moved a TNR by 0.125 and members' DFDC
-    # TNRs swung by 0.75 between reruns of the same chain. 1 real : 4 fakes.
+    # DFDC's public test set has 14 reals: with 8, one video moved a TNR by 0.125, and a rerun of
+    # stage 4 alone moved a member's DFDC TNR from 0.12 to 0.88 at the same AUC. 1 real : 4 fakes.
     "small": ScaleSpec(
         name="small", frames=32, ffpp_pairs=20, ffpp_val_pairs=3,
         celebdf_identities=8, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=2,
