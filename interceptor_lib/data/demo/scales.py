@@ -59,12 +59,10 @@ SCALES: dict[str, ScaleSpec] = {
     # the demo profile: enough videos for a training demo to learn, under two minutes on 2 cores.
     # 32 frames per clip cover the 8 sampled frames and 2 clips of 4 at a third less rendering than
     # 48. WildDeepfake: its reals and fakes come from different source videos (one archive each), so
-    # a model can tell them apart by who is in them; with 12 training reals from 6 archives it
-    # learned exactly that (a WildDeepfake-only model: training loss 0.03, validation AUC 0.35).
+    # a model can tell them apart by who is in them, and with a handful of real archives it does.
     # Every real archive is therefore its own source video with one sequence (28 people, 8 held out
     # for validation by params/demo.yaml), as the real dataset draws on hundreds of videos.
-    # DFDC's public test set has 14 reals: with 8, one video moved a TNR by 0.125, and a rerun of
-    # stage 4 alone moved a member's DFDC TNR from 0.12 to 0.88 at the same AUC. 1 real : 4 fakes.
+    # DFDC's public test set has 14 reals, so that no single video decides a TNR. 1 real : 4 fakes.
     "small": ScaleSpec(
         name="small", frames=32, ffpp_pairs=20, ffpp_val_pairs=3,
         celebdf_identities=8, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=2,
