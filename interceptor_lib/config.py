@@ -90,6 +90,18 @@ class AugmentParams:
 
 
 @dataclass
+class PretextParams:
+    """`train.pretext` (training.pretext): a backbone pretrained on a degradation pretext with the real
+    training faces, for profiles without ImageNet weights. 0 steps = off."""
+
+    steps: int = 0                  # optimizer steps; > 0: every model starts from this backbone (train.weights)
+    batch_size: int = 32
+    lr: float = 3.0e-3              # peak of a one-cycle schedule (AdamW, weight decay 1e-4)
+    local: float = 0.5              # share of degraded crops where only a soft ellipse over the face changes
+    out: str = "{output_dir}/pretext/backbone.safetensors"
+
+
+@dataclass
 class TrainParams:
     """Progressive training (notebooks 02-05), shared by every model and stage."""
 
@@ -128,6 +140,7 @@ class TrainParams:
     # Options of every trained model's config (models.create_model), e.g. {hidden: [64], dropout: [0.3]}
     # for a head sized to a tiny backbone; {} = the registry's defaults (the seeds' 1024-512-256 head).
     model_config: dict = field(default_factory=dict)
+    pretext: PretextParams = field(default_factory=lambda: PretextParams())
     stages: dict[str, StageParams] = field(default_factory=dict)
 
 
@@ -255,6 +268,9 @@ def _resolve(p: Params) -> None:
     p.demo_data.out = p.demo_data.out.format(**ctx)
     ctx["demo_data"] = p.demo_data.out
     p.preprocess.cache_dir = p.preprocess.cache_dir.format(**ctx)
+    p.train.pretext.out = p.train.pretext.out.format(**ctx)
+    if p.train.pretext.steps > 0 and p.train.weights is None:
+        p.train.weights = p.train.pretext.out  # made by notebook 00 (training.pretext), before any stage
     for attr in ("weights", "previous_outputs"):
         if getattr(p.train, attr):
             setattr(p.train, attr, getattr(p.train, attr).format(**ctx))
@@ -313,7 +329,15 @@ def _check(p: Params, check_paths: bool) -> None:
         raise ParamsError(f"params key 'train.parallel_models' must be >= 1, got {p.train.parallel_models!r}")
     if p.train.select_on not in ("stage", "seen"):
         raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
-    if check_paths and p.train.weights and not Path(p.train.weights).is_file():
+    pt = p.train.pretext
+    if pt.steps < 0 or pt.batch_size < 2 or not 0 <= pt.local <= 1 or pt.lr <= 0:
+        raise ParamsError(f"params key 'train.pretext' needs steps >= 0, batch_size >= 2, lr > 0 and local in "
+                          f"[0, 1], got {pt}")
+    if pt.steps > 0 and (not p.train.pretrained or p.train.weights != pt.out):
+        raise ParamsError("params key 'train.pretext.steps' > 0 makes the pretext backbone every model's "
+                          "starting weights: set train.pretrained: true and leave train.weights unset "
+                          f"(got pretrained={p.train.pretrained}, weights={p.train.weights!r})")
+    if check_paths and p.train.weights and p.train.weights != pt.out and not Path(p.train.weights).is_file():
         raise ParamsError(f"params key 'train.weights': file {p.train.weights} does not exist")
     if check_paths and p.train.previous_outputs and not Path(p.train.previous_outputs).is_dir():
         raise ParamsError(f"params key 'train.previous_outputs': folder {p.train.previous_outputs} does not exist")

@@ -18,6 +18,7 @@ from interceptor_lib.errors import InterceptorError, ParamsError
 from interceptor_lib.models import create_model
 from interceptor_lib.paths import RunPaths
 from interceptor_lib.training.checkpoint import load_checkpoint
+from interceptor_lib.training.pretext import pretrain_backbone
 from interceptor_lib.training.stages import (DONE, EXPORT, LAUNCH_PARAMS, TrainingStopped, finished, launch_stage,
                                              previous_best, run_dir, run_stage, torchrun_command, train_config)
 
@@ -65,6 +66,7 @@ def stage_params(tmp_path_factory):
     paths = RunPaths.of(params).ensure()
     write_table(table, paths.index_file("all"))
     build_cache(table, params.preprocess, paths.cache_root, progress=False)
+    pretrain_backbone(params, progress=False)  # what notebook 00 does last on the smoke profile
     return params
 
 
@@ -156,7 +158,7 @@ def test_replay_mixes_earlier_training_videos_and_seen_validation_picks_the_chec
 def test_model_config_reaches_every_built_model_and_bad_keys_are_named(tmp_path):
     from interceptor_lib.training.stages import build_model
 
-    p = load_params("smoke", overrides={"output_dir": str(tmp_path),
+    p = load_params("smoke", overrides={"output_dir": str(tmp_path), "train.pretext.steps": 0, "train.pretrained": False,
                                         "train.model_config": {"hidden": [32], "dropout": [0.2]}})
     model = build_model(p, "tm", None)
     linears = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)]
@@ -173,7 +175,8 @@ def test_a_fresh_model_is_drawn_from_params_seed_and_leaves_the_global_rng_alone
     a random-init backbone) came from whatever the global RNG held, and chains differed run to run."""
     from interceptor_lib.training.stages import build_model
 
-    p = load_params("smoke", overrides={"output_dir": str(tmp_path)})
+    random_init = {"output_dir": str(tmp_path), "train.pretext.steps": 0, "train.pretrained": False}
+    p = load_params("smoke", overrides=random_init)
     torch.manual_seed(123)
     before = torch.rand(3)
     torch.manual_seed(123)
@@ -182,7 +185,7 @@ def test_a_fresh_model_is_drawn_from_params_seed_and_leaves_the_global_rng_alone
     torch.manual_seed(999)  # another global state: the same weights
     b = build_model(p, "ll", None).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = build_model(load_params("smoke", overrides={"output_dir": str(tmp_path), "seed": 1}), "ll", None)
+    other = build_model(load_params("smoke", overrides={**random_init, "seed": 1}), "ll", None)
     assert any(not torch.equal(a[k], v) for k, v in other.state_dict().items() if v.is_floating_point())
 
 

@@ -63,7 +63,12 @@ def prepare_data(params, progress: bool = True) -> dict:
     table, leakage = index_datasets(params)
     cache = build_cache(table, params.preprocess, RunPaths.of(params).cache_root, progress=progress)
     t2 = time.perf_counter()
-    return record_prepare_summary(params, table, cache, demo, leakage, {"demo_data_s": t1 - t0, "index_and_cache_s": t2 - t1})
+    summary = record_prepare_summary(params, table, cache, demo, leakage,
+                                     {"demo_data_s": t1 - t0, "index_and_cache_s": t2 - t1})
+    if params.train.pretext.steps > 0:  # the backbone the models start from, on profiles without ImageNet weights
+        from interceptor_lib.training.pretext import pretrain_backbone
+        summary["pretext"] = pretrain_backbone(params, progress)
+    return summary
 
 
 def record_prepare_summary(params, table, cache, demo, leakage, timings) -> dict:
