@@ -93,8 +93,11 @@ def real_training_crops(table: pd.DataFrame, cache) -> np.ndarray:
     nothing of val or test)."""
     rows = cache.usable(table)
     rows = rows[(rows["split"] == "train") & (rows["label"] == 0)]
-    crops = [cache.reader(v).crops(cache.reader(v).frame_pos) for v in rows["video_id"]]
-    crops = [c for c in crops if len(c)]
+    crops = []
+    for v in rows["video_id"]:
+        rd = cache.reader(v)
+        if len(rd.frame_pos):
+            crops.append(rd.crops(rd.frame_pos))
     if not crops:
         raise PretextError("train.pretext needs real training videos with cached face crops, and the "
                            "index has none: run notebook 00 (prepare data) with the training split present")

@@ -104,8 +104,9 @@ def build_model(params, model_name: str, init: Path | None):
     start alike (the global RNG is left as it was)."""
     t = params.train
     if init is None and t.pretext.steps > 0 and not Path(t.pretext.out).is_file():
-        raise InterceptorError(f"train.pretext is on but its backbone {t.pretext.out} does not exist: run notebook "
-                         f"00_prepare_data (or training.pretext.pretrain_backbone) for profile {params.profile!r} first")
+        raise InterceptorError(f"train.pretext is on but its backbone {t.pretext.out} does not exist: run "
+                               f"notebook 00_prepare_data (or training.pretext.pretrain_backbone) for profile "
+                               f"{params.profile!r} first")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         model = create_model(model_name, backbone=t.backbone, pretrained=t.pretrained and init is None,
