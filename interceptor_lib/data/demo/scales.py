@@ -57,7 +57,7 @@ SCALES: dict[str, ScaleSpec] = {
         wdf_frames=(10, 14),
         dfdc_parts=((1, 6), (1, 3), (1, 5)), dfdc_cross_chunk=0.25, dfdc_test=(1, 2)),
     # the demo profile: enough videos for a training demo to learn, under two minutes on 2 cores.
-    # 32 frames per clip cover the 8 sampled frames and 2 clips of 4 at a third less rendering than
+    # 32 frames per video cover the 16 sampled frames and 4 clips of 4 at a third less rendering than
     # 48. WildDeepfake: its reals and fakes come from different source videos (one archive each), so
     # a model can tell them apart by who is in them, and with a handful of real archives it does.
     # Every real archive is therefore its own source video with one sequence (28 people, 8 held out
