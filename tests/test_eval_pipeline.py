@@ -12,6 +12,7 @@ from interceptor_lib.evaluation.bias import (blockiness, calibration_table, clas
 from interceptor_lib.evaluation.calibration import ece
 from interceptor_lib.evaluation.metrics import choose_threshold
 from interceptor_lib.evaluation.pipeline import (ENSEMBLE, META, add_ensemble, cross_dataset_table, model_thresholds,
+                                                 predictions_stamp,
                                                  per_method_table, results_table, video_predictions)
 
 MODELS = ["good", "rand"]
@@ -95,7 +96,11 @@ def test_model_thresholds_come_from_the_validation_videos_only(videos):
     assert set(thr) == set(MODELS)
     val = videos[videos["split"] == "val"]
     for m in MODELS:
-        assert thr[m] == choose_threshold(val["label"], val[m])
+        assert thr[m] == choose_threshold(val["label"], val[m], rule="eer")
+        # the equal error rate point: validation real- and fake-detection rates meet (up to a video)
+        real, fake = val.loc[val["label"] == 0, m], val.loc[val["label"] == 1, m]
+        tnr, tpr = (real < thr[m]).mean(), (fake >= thr[m]).mean()
+        assert abs(tnr - tpr) <= 1 / len(real) + 1 / len(fake) + 1e-12
 
     # any change of the test probabilities leaves the thresholds alone
     test = videos["split"] == "test"
@@ -455,3 +460,28 @@ def test_own_family_check_marks_whether_each_specialist_wins_its_family():
     assert not out.loc["bg", "beats_others"]
     alone = own_family_check(fams[fams["artifact"] == "lighting"].iloc[:1]).iloc[0]
     assert alone["best_other"] is None and alone["beats_others"]
+
+
+# ---------------------------------------------------------------------------- reuse of saved predictions
+
+def test_saved_predictions_are_keyed_on_checkpoint_contents_and_videos(tmp_path, videos):
+    """A retrained stage writes new weights under the same folder names: the stamp that decides whether
+    notebook 06 may reuse its saved predictions must change with them, and with the videos scored."""
+    ckpt = tmp_path / "runs" / "ll" / "stage4" / "checkpoints" / "epoch-001"
+    ckpt.mkdir(parents=True)
+    (ckpt / "checkpoint.json").write_text('{"files": {"tensors.safetensors": {"sha256": "aaa"}}}')
+    weights = tmp_path / "tm.safetensors"
+    weights.write_bytes(b"first")
+    rows = videos[videos["split"].isin(["val", "test"])]
+    stamp = predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "cache")
+    assert stamp == predictions_stamp({"ll": ckpt, "tm": weights}, rows.copy(), tmp_path / "cache")
+
+    (ckpt / "checkpoint.json").write_text('{"files": {"tensors.safetensors": {"sha256": "bbb"}}}')  # retrained
+    assert predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "cache") != stamp
+    (ckpt / "checkpoint.json").write_text('{"files": {"tensors.safetensors": {"sha256": "aaa"}}}')
+    weights.write_bytes(b"second")
+    assert predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "cache") != stamp
+    weights.write_bytes(b"first")
+    assert predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "cache") == stamp
+    assert predictions_stamp({"ll": ckpt, "tm": weights}, rows.iloc[1:], tmp_path / "cache") != stamp
+    assert predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "other-cache") != stamp

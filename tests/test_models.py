@@ -22,7 +22,7 @@ from interceptor_lib.models import (BatchError, ModelConfigError, PretrainedWeig
                                     create_backbone, create_model, grad_cam, list_models, model_entry, param_groups,
                                     trainable_stages)
 from interceptor_lib.models.size_report import size_table, to_markdown
-from interceptor_lib.models.specialists.audio_visual import frame_alignment
+from interceptor_lib.models.specialists.audio_visual import SYNC_GAIN, frame_alignment
 from interceptor_lib.models.specialists.compression import BlockDCT
 from interceptor_lib.models.specialists.log_mel import LogMel, mel_filterbank
 
@@ -99,7 +99,8 @@ def test_prediction_contract(name):
 
 
 def test_specialist_channels_follow_seed_001():
-    expected = {"ll": 68, "bg": 44, "av": 48, "cm": 40, "rr": 36, "tm": 52}
+    # seed 001's widths; av has one more: the fixed mouth-opening sync channel
+    expected = {"ll": 68, "bg": 44, "av": 49, "cm": 40, "rr": 36, "tm": 52}
     for name, c in expected.items():
         model = tiny(name).eval()
         with torch.no_grad():
@@ -356,6 +357,39 @@ def test_audio_frames_align_with_the_clip_centre():
     assert w.shape == (4, 101) and torch.allclose(w.sum(1), torch.ones(4))
     centres = (w * torch.arange(101) * 0.01).sum(1)
     torch.testing.assert_close(centres, torch.tensor([0.44, 0.48, 0.52, 0.56]), atol=6e-3, rtol=0)
+
+
+def _talking_clip(model, opening, size=64):
+    """(T, 3, size, size) normalised clip: grey face crop whose mouth centre is as dark as `opening`."""
+    T = len(opening)
+    rgb = torch.full((T, 3, size, size), 0.6)
+    for t, o in enumerate(opening):
+        rgb[t, :, int(0.68 * size):int(0.78 * size), int(0.4 * size):int(0.6 * size)] = 0.6 - 0.5 * o
+    mean, std = (torch.tensor(model.data_config[k])[:, None, None] for k in ("mean", "std"))
+    return (rgb - mean) / std
+
+
+def test_av_sync_channel_follows_mouth_opening_against_speech_energy():
+    model = tiny("av").eval()
+    fps, sr, T = model.specialist.cfg.fps, 16000, 4
+    loud = torch.tensor([0.1, 0.9, 0.4, 0.7])  # speech amplitude during each frame
+    time = torch.arange(8000) / sr  # 0.5 s window, the clip's 4 frames at its centre
+    frame = ((time - 0.25) * fps + T / 2).floor().clamp(-1, T).long()  # which frame each sample falls in
+    amp = torch.where((frame >= 0) & (frame < T), loud[frame.clamp(0, T - 1)], torch.tensor(0.05))
+    wave = amp * torch.sin(2 * np.pi * 220 * time)
+    clips = torch.stack([_talking_clip(model, loud), _talking_clip(model, loud.flip(0)),
+                         _talking_clip(model, torch.full((T,), 0.5))])
+    batch = {"clip": clips, "audio": wave.expand(3, -1).clone(), "has_audio": torch.ones(3, dtype=torch.bool)}
+    with torch.no_grad():
+        sync = model(batch)["specialist_map"][:, -1]  # (3, 7, 7), the same value on every cell
+    assert (sync.amax((1, 2)) == sync.amin((1, 2))).all()
+    in_step, out_of_step, still = (sync[:, 0, 0] / SYNC_GAIN).tolist()  # the correlation, scaled
+    assert in_step > 0.95  # the mouth opens as the voice gets louder
+    assert out_of_step < 0.3 and abs(still) < 1e-6  # a mouth moving to other speech; one that does not move
+    batch["has_audio"] = torch.tensor([False, True, True])
+    with torch.no_grad():  # without audio the channel is the learned no-audio embedding
+        s = model(batch)["specialist_map"]
+    torch.testing.assert_close(s[0, -1], model.specialist.no_audio[0, -1])
 
 
 def test_av_masks_missing_audio():

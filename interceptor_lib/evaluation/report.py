@@ -51,7 +51,8 @@ def results_markdown(params) -> str:
     lines += [f"Video-level AUC [bootstrap 95 % interval] per test set (profile `{params.profile}`, "
               f"`{path.relative_to(params.output_dir).as_posix()}`):", ""]
     lines += table(lambda row: f"{_fmt(row['auc'])} [{_fmt(row['auc_low'])}, {_fmt(row['auc_high'])}]")
-    lines += ["", "Real-detection (TNR) / fake-detection (TPR) rate at each model's threshold chosen on validation:", ""]
+    lines += ["", "Real-detection (TNR) / fake-detection (TPR) rate at each model's threshold chosen on validation "
+              "(its equal-error-rate point there):", ""]
     lines += table(lambda row: f"{_fmt(row['tnr'])} / {_fmt(row['tpr'])}")
     n = r.groupby("dataset")[["n_real", "n_fake"]].first()
     lines += ["", "Test videos (real / fake): " + ", ".join(

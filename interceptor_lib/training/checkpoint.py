@@ -106,7 +106,7 @@ def _hash_jobs(path: Path, index: dict, pool: ThreadPoolExecutor) -> dict:
         if not f.is_file():
             raise CheckpointError(f"checkpoint {path}: chunk {fname} is missing")
         _check_chunk(path, fname, info, f.stat().st_size, info["sha256"])
-        jobs[fname] = pool.submit(_sha256, f)
+        jobs[fname] = pool.submit(file_sha256, f)
     return jobs
 
 
@@ -232,7 +232,8 @@ def _unflatten(node, tensors: dict):
     return node
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 4 MB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
@@ -241,7 +242,7 @@ def _sha256(path: Path) -> str:
 
 
 def _sha256_and_fsync(path: Path) -> str:
-    digest = _sha256(path)
+    digest = file_sha256(path)
     _fsync(path)
     return digest
 
