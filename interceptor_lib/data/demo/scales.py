@@ -69,7 +69,7 @@ SCALES: dict[str, ScaleSpec] = {
         name="small", frames=32, ffpp_pairs=36, ffpp_val_pairs=6,
         celebdf_identities=14, celebdf_videos_per_id=2, celebdf_fakes_per_video=5, celebdf_youtube=4,
         celebdf_test_ids=5, celebdf_test_youtube=2,
-        wdf_tars=(("real_train", 40, 1), ("fake_train", 20, 7), ("real_test", 16, 1), ("fake_test", 16, 4)),
+        wdf_tars=(("real_train", 40, 1), ("fake_train", 20, 8), ("real_test", 16, 1), ("fake_test", 16, 5)),
         wdf_frames=(16, 24),
         dfdc_parts=((2, 16), (2, 18), (3, 16), (2, 15), (3, 15), (4, 15), (3, 14), (4, 12), (3, 15), (5, 14)),
         dfdc_cross_chunk=0.2, dfdc_test=(20, 80)),

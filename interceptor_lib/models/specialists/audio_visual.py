@@ -13,8 +13,8 @@ Channels (49) on a 7 x 7 grid:
                            energy (RMS) during each frame; fixed, nothing learned, on every cell      1
 The last channel is the classic audio-visual synchrony cue (mouth opening follows speech loudness,
 as in Hershey & Movellan 2000 and Slaney & Covell's FaceSync 2001). The learned branches above can in
-principle find it, but a dataset holds few lip-sync fakes to learn it from (the demo's DFDC has about
-20 in training); computed outright, it separates real DFDC demo videos from its audio-visual fakes
+principle find it, but a dataset holds few lip-sync fakes to learn it from (the demo's DFDC has
+17 in training); computed outright, it separates real DFDC demo videos from its audio-visual fakes
 with a video AUC of about 0.95 (mean over a video's clips), where the learned branches stayed near 0.5.
 Missing audio: rows with has_audio = False (videos without an audio track) skip the audio branch;
 their 33 audio-derived channels are a learned "no-audio" embedding, so the model still scores
