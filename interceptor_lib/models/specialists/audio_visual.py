@@ -121,19 +121,21 @@ class AudioVisualModule(nn.Module):
         nn.init.trunc_normal_(self.no_audio, std=0.02)
         self.pool = nn.AdaptiveAvgPool2d(cfg.grid)
 
+    @staticmethod
+    def crop(x: torch.Tensor, box) -> torch.Tensor:
+        """(..., H, W) -> the (top, bottom, left, right) face-crop fractions `box`, at least 1 x 1."""
+        H, W = x.shape[-2:]
+        t, b, l, r = box
+        return x[..., int(t * H): max(int(b * H), int(t * H) + 1), int(l * W): max(int(r * W), int(l * W) + 1)]
+
     def mouth(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) normalised -> (B*T, 3, *lip_size) RGB of the mouth box."""
-        H, W = x.shape[-2:]
-        t, b, l, r = self.cfg.lip_box
-        box = x[..., int(t * H): max(int(b * H), int(t * H) + 1), int(l * W): max(int(r * W), int(l * W) + 1)]
+        box = self.crop(x, self.cfg.lip_box)
         return F.adaptive_avg_pool2d(self.pixels.rgb(box.flatten(0, 1)), tuple(self.cfg.lip_size))
 
     def mouth_opening(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, 3, H, W) normalised -> (B, T) darkness (1 - luma) of the centre of the mouth."""
-        H, W = x.shape[-2:]
-        t, b, l, r = self.cfg.sync_box
-        box = x[..., int(t * H): max(int(b * H), int(t * H) + 1), int(l * W): max(int(r * W), int(l * W) + 1)]
-        return 1 - self.pixels.luma(self.pixels.rgb(box)).mean((-3, -2, -1))
+        return 1 - self.pixels.luma(self.pixels.rgb(self.crop(x, self.cfg.sync_box))).mean((-3, -2, -1))
 
     def audio_features(self, wave: torch.Tensor, lip_change: torch.Tensor, opening: torch.Tensor,
                        T: int) -> torch.Tensor:
