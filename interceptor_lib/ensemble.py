@@ -32,6 +32,17 @@ By default (`fit_ensemble(method="logit")`) the members vote in log-odds: P(fake
 logit(p_j) / T), the weights being the non-negative coefficients of a logistic regression on the
 validation log-odds; `combination="prob"` (the other weight methods) takes the weighted mean of the
 probabilities instead.
+
+Inputs with audio. The audio-visual member's main evidence exists only where a video has an audio
+track, and in the usual corpora one dataset has audio (DFDC) and the others none, so weights fitted
+on all validation videos judge it mostly where it is blind. `fit_ensemble(..., has_audio=...)`
+therefore fits a second weight set and temperature on the validation videos with audio, when they
+hold at least MIN_AUDIO_VAL videos of each class (else one set serves all; the fit says why). Each
+set is shrunk towards the fit on all videos (weight n / (n + AUDIO_PRIOR_VIDEOS) on its own fit, n
+its videos), since a validation set rarely holds many videos with audio. The
+ensemble then combines each input with the set of its kind: `Ensemble(..., audio_weights=...,
+audio_temperature=...)` reads `has_audio` from the batch (per item, as for the probs); one
+threshold, chosen on the calibrated validation probs of both kinds together, serves both.
 """
 
 from __future__ import annotations
@@ -68,6 +79,11 @@ COMBINATIONS = ("prob", "logit")
 #: +-6.9): no member can veto the others, and the log-odds stay well-conditioned for float32 exports
 VOTE_EPS = 1e-3
 EVALUATION_NOTEBOOK = "06_evaluation"
+#: fewest validation videos of each class with audio (and of each without) for a weight set of their own
+MIN_AUDIO_VAL = 8
+#: each kind's weights are its own fit mixed with the fit on all videos as n : AUDIO_PRIOR_VIDEOS
+#: (n = its validation videos): a few dozen videos with audio pull their set only part of the way
+AUDIO_PRIOR_VIDEOS = 50
 
 
 class EnsembleError(InterceptorError, ValueError):
@@ -106,6 +122,8 @@ class Ensemble(nn.Module):
     trunk group's frozen trunk once (see the module docstring). `temperature` (T > 0, optional)
     rescales the ensemble's fake logit: prob = sigmoid(logit(weighted mean) / T); `threshold` is the
     decision threshold on that prob (both fitted on validation, set by `load_ensemble`).
+    `audio_weights` / `audio_temperature` (optional): the weight set and temperature for inputs with
+    audio (see the module docstring); without `audio_weights` every input uses `weights`.
 
     Items: every member's prob is averaged per item before combining. By default an item is a row of
     the member's input; when a batch holds `image` (N, 3, H, W) and `clip` (B, T, 3, H, W) with
@@ -119,7 +137,8 @@ class Ensemble(nn.Module):
 
     def __init__(self, members: dict[str, DetectorBase], weights: dict[str, float] | None = None,
                  share_trunk: bool = True, temperature: float | None = None, threshold: float | None = None,
-                 combination: str = "prob"):
+                 combination: str = "prob", audio_weights: dict[str, float] | None = None,
+                 audio_temperature: float | None = None):
         super().__init__()
         if combination not in COMBINATIONS:
             raise EnsembleError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
@@ -137,7 +156,8 @@ class Ensemble(nn.Module):
         if len(norms) > 1:
             raise EnsembleError(f"ensemble members normalise their input differently ({sorted(norms)}); one batch "
                                 "cannot serve them all")
-        self.set_weights(weights)
+        self.set_weights(weights, audio_weights)
+        self.audio_temperature = audio_temperature
         self.regroup()
 
     # -------------------------------------------------------------- configuration
@@ -150,9 +170,11 @@ class Ensemble(nn.Module):
         """mean / std / input_size of the members' backbone (equal for all members, checked)."""
         return next(iter(self.members.values())).data_config
 
-    def set_weights(self, weights: dict[str, float] | None) -> None:
-        """Set the member weights (normalised to sum 1; None = equal)."""
+    def set_weights(self, weights: dict[str, float] | None, audio_weights: dict[str, float] | None = None) -> None:
+        """Set the member weights (normalised to sum 1; None = equal) and those for inputs with audio
+        (None: the same as for the others)."""
         self.weights = normalise_weights(weights, self.names)
+        self.audio_weights = None if audio_weights is None else normalise_weights(audio_weights, self.names)
 
     def regroup(self) -> list[dict]:
         """Recompute the trunk groups from the members' current weights. Returns `trunk_groups()`."""
@@ -225,16 +247,44 @@ class Ensemble(nn.Module):
             raise BatchError(f"ensemble members scored different numbers of items {sizes}; give the batch "
                              "'image_item' / 'clip_item' (the item of each row) so that they can be aligned")
         member_probs = torch.stack([items[n] for n in self.names], dim=1)  # (B, M)
-        return self.combine(member_probs)
+        has_audio = None
+        if self.audio_weights is not None and "has_audio" in batch and "clip" in batch:
+            has = batch["has_audio"].to(member_probs.device).reshape(-1).to(member_probs.dtype)
+            has_audio = self._item_probs(batch, "clip", has) > 0.5  # (B,): the item's clips mostly have audio
+        return self.combine(member_probs, has_audio=has_audio)
 
-    def combine(self, member_probs: torch.Tensor, names: list[str] | None = None) -> dict:
-        """Combine (B, M') member probabilities of `names` (default all members, in order) with the
-        ensemble's weights renormalised over those members; see `forward` for the keys."""
+    def weights_for(self, names: list[str] | None = None, audio: bool = False) -> dict[str, float]:
+        """The weights that combine `names` (default all members) for an input with or without audio,
+        renormalised over those members."""
         names = self.names if names is None else list(names)
-        w = torch.tensor([self.weights[n] for n in names], dtype=member_probs.dtype, device=member_probs.device)
-        if sum(self.weights[n] for n in names) <= 0:  # on the Python weights: no data-dependent branch
-            raise EnsembleError(f"members {names} all have weight 0; no ensemble score can be formed")
-        w = w / w.sum()
+        src = self.audio_weights if audio and self.audio_weights is not None else self.weights
+        total = sum(src[n] for n in names)
+        if total <= 0:
+            raise EnsembleError(f"members {names} all have weight 0{' for inputs with audio' if audio else ''}; "
+                                "no ensemble score can be formed")
+        return {n: src[n] / total for n in names}
+
+    def combine(self, member_probs: torch.Tensor, names: list[str] | None = None,
+                has_audio: torch.Tensor | None = None) -> dict:
+        """Combine (B, M') member probabilities of `names` (default all members, in order) with the
+        ensemble's weights renormalised over those members; rows where `has_audio` (B,) is True use the
+        weight set and temperature for inputs with audio when the ensemble has one. See `forward`
+        for the keys."""
+        names = self.names if names is None else list(names)
+        out = self._combine(member_probs, names, audio=False)
+        if self.audio_weights is None or has_audio is None:
+            return out
+        with_audio = self._combine(member_probs, names, audio=True)
+        has = torch.as_tensor(has_audio, device=member_probs.device).reshape(-1).bool()
+        for k in ("prob", "prob_uncalibrated", "uncertainty"):
+            out[k] = torch.where(has, with_audio[k], out[k])
+        out["logits"] = torch.where(has[:, None], with_audio["logits"], out["logits"])
+        return out
+
+    def _combine(self, member_probs: torch.Tensor, names: list[str], audio: bool) -> dict:
+        weights = self.weights_for(names, audio)  # on the Python weights: no data-dependent branch
+        w = torch.tensor([weights[n] for n in names], dtype=member_probs.dtype, device=member_probs.device)
+        temperature = self.audio_temperature if audio else self.temperature
         mean = member_probs @ w
         spread = ((member_probs - mean[:, None]) ** 2) @ w
         uncertainty = spread.clamp_min(0).sqrt()
@@ -246,9 +296,9 @@ class Ensemble(nn.Module):
             p = mean.clamp(EPS, 1 - EPS)
             z = torch.log(p) - torch.log1p(-p)
             raw = mean
-        if self.temperature is not None:
-            z = z / float(self.temperature)
-        prob = torch.sigmoid(z) if self.temperature is not None else raw
+        if temperature is not None:
+            z = z / float(temperature)
+        prob = torch.sigmoid(z) if temperature is not None else raw
         return {"prob": prob, "prob_uncalibrated": raw, "member_probs": member_probs,
                 "uncertainty": uncertainty, "logits": two_class_logits(z)}
 
@@ -413,12 +463,25 @@ def fit_weights(val_member_probs: pd.DataFrame, labels, method: str = "log_loss"
 
 
 def ensemble_probs(member_probs: pd.DataFrame, weights: dict[str, float],
-                   temperature: float | None = None, combination: str = "prob") -> pd.DataFrame:
+                   temperature: float | None = None, combination: str = "prob", *, has_audio=None,
+                   audio_weights: dict[str, float] | None = None,
+                   audio_temperature: float | None = None) -> pd.DataFrame:
     """Ensemble prob, prob_uncalibrated and uncertainty (weighted std) of video-level member
     probabilities (one column per member, as for `fit_weights`), as the Ensemble module computes
-    them (`combination`: see COMBINATIONS). Returns a DataFrame with the input's index."""
+    them (`combination`: see COMBINATIONS). With `audio_weights`, the rows where `has_audio` (one
+    bool per row) is True use them and `audio_temperature`. Returns a DataFrame with the input's
+    index."""
     if combination not in COMBINATIONS:
         raise ValueError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
+    if audio_weights is not None and has_audio is not None:
+        has = np.asarray(has_audio, dtype=bool).reshape(-1)
+        if len(has) != len(member_probs):
+            raise ValueError(f"has_audio has {len(has)} entries for {len(member_probs)} rows")
+        plain = ensemble_probs(member_probs, weights, temperature, combination)
+        audio = ensemble_probs(member_probs, audio_weights, audio_temperature, combination)
+        rows = np.flatnonzero(has)
+        plain.iloc[rows] = audio.iloc[rows].to_numpy()
+        return plain
     names = [str(c) for c in member_probs.columns]
     w = np.array([normalise_weights(weights, names)[n] for n in names])
     P = np.stack([_metrics.check_probs(member_probs[c].to_numpy()) for c in member_probs.columns], axis=1)
@@ -483,26 +546,71 @@ def choose_threshold(labels, ensemble_probs_, rule: str = "balanced_accuracy") -
     return _metrics.choose_threshold(labels, ensemble_probs_, rule)
 
 
+def _fit_set(P: pd.DataFrame, y: np.ndarray, method: str, shrink: float, calibrate: bool,
+             prior: dict[str, float] | None = None) -> tuple[dict, float | None]:
+    """One weight set and its temperature, fitted on the validation rows P (labels y); with `prior`
+    (the weights fitted on all videos) the set is n / (n + AUDIO_PRIOR_VIDEOS) its own fit and the
+    rest the prior."""
+    weights = fit_weights(P, y, method, shrink)
+    if prior is not None:
+        own = len(y) / (len(y) + AUDIO_PRIOR_VIDEOS)
+        weights = {n: own * w + (1 - own) * prior[n] for n, w in weights.items()}
+    combination = "logit" if method == "logit" else "prob"
+    raw = ensemble_probs(P, weights, combination=combination)["prob_uncalibrated"].to_numpy()
+    return weights, (fit_temperature(raw, y) if calibrate else None)
+
+
 def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", rule: str = "balanced_accuracy",
-                 calibrate: bool = True, shrink: float = 0.0) -> dict:
+                 calibrate: bool = True, shrink: float = 0.0, has_audio=None,
+                 min_audio: int = MIN_AUDIO_VAL) -> dict:
     """Everything `save_ensemble_config` needs, fitted on validation only: weights (`fit_weights`),
     a temperature of the ensemble prob (`fit_temperature`, when `calibrate`), and the threshold
     (`choose_threshold`) on the calibrated validation prob. method="logit" gives the "logit"
-    combination, the other methods "prob". Returns {"weights", "temperature", "combination",
-    "threshold", "val": the ensemble's validation metrics at that threshold, "members": each
-    member's validation auc, log_loss and weight}."""
-    weights = fit_weights(val_member_probs, labels, method, shrink)
+    combination, the other methods "prob".
+
+    `has_audio` (one bool per validation video, optional): when the videos with audio and those
+    without each hold at least `min_audio` real and `min_audio` fake videos, each kind gets its own
+    weights and temperature, fitted on its videos and shrunk towards the fit on all of them (see the
+    module docstring); the threshold is chosen on the calibrated probs of all of them together.
+
+    Returns {"weights", "temperature", "combination", "threshold", "audio": {"weights",
+    "temperature", "n_real", "n_fake"} or None, "audio_note": why there is no audio set (or ""),
+    "val": the ensemble's validation metrics at that threshold, "members": each member's
+    validation auc, log_loss and weight}."""
+    y = check_labels(labels)
     combination = "logit" if method == "logit" else "prob"
-    raw = ensemble_probs(val_member_probs, weights, combination=combination)["prob_uncalibrated"].to_numpy()
-    temperature = fit_temperature(raw, labels) if calibrate else None
-    prob = ensemble_probs(val_member_probs, weights, temperature, combination)["prob"].to_numpy()
-    threshold = choose_threshold(labels, prob, rule)
-    y, s = check_binary(labels, prob)
+    audio, note, has = None, "one weight set for all inputs (no has_audio given)", None
+    if has_audio is not None:
+        note = ""
+        has = np.asarray(has_audio, dtype=bool).reshape(-1)
+        if len(has) != len(y):
+            raise ValueError(f"has_audio has {len(has)} entries for {len(y)} validation videos")
+        counts = {kind: (int((y[m] == 0).sum()), int((y[m] == 1).sum()))
+                  for kind, m in (("with", has), ("without", ~has))}
+        short = [f"{kind} audio: {r} real, {f} fake" for kind, (r, f) in counts.items() if min(r, f) < min_audio]
+        if short:
+            note = (f"one weight set for all inputs: a set for inputs with audio needs at least {min_audio} real and "
+                    f"{min_audio} fake validation videos with audio and as many without ({'; '.join(short)})")
+    if has is None or note:
+        weights, temperature = _fit_set(val_member_probs, y, method, shrink, calibrate)
+        kwargs = {}
+    else:
+        pooled = fit_weights(val_member_probs, y, method, shrink)
+        weights, temperature = _fit_set(val_member_probs[~has], y[~has], method, shrink, calibrate, pooled)
+        a_weights, a_temperature = _fit_set(val_member_probs[has], y[has], method, shrink, calibrate, pooled)
+        audio = {"weights": a_weights, "temperature": a_temperature,
+                 "n_real": int((y[has] == 0).sum()), "n_fake": int((y[has] == 1).sum())}
+        kwargs = {"has_audio": has, "audio_weights": a_weights, "audio_temperature": a_temperature}
+    prob = ensemble_probs(val_member_probs, weights, temperature, combination, **kwargs)["prob"].to_numpy()
+    threshold = choose_threshold(y, prob, rule)
+    y, s = check_binary(y, prob)
     members = {str(c): {"auc": float(roc_auc_score(y, val_member_probs[c])),
                         "log_loss": float(log_loss(y, np.clip(val_member_probs[c], EPS, 1 - EPS), labels=[0, 1])),
-                        "weight": weights[str(c)]} for c in val_member_probs.columns}
+                        "weight": weights[str(c)],
+                        **({"audio_weight": audio["weights"][str(c)]} if audio else {})}
+               for c in val_member_probs.columns}
     return {"weights": weights, "temperature": temperature, "threshold": threshold, "combination": combination,
-            "val": _metrics.binary_metrics(y, s, threshold), "members": members}
+            "audio": audio, "audio_note": note, "val": _metrics.binary_metrics(y, s, threshold), "members": members}
 
 
 # ----------------------------------------------------------------------------------------- saving, loading
@@ -528,7 +636,7 @@ def _plain(obj):
 
 def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weights: dict[str, float] | None,
                          threshold: float, temperature: float | None = None, metadata: dict | None = None,
-                         preprocess=None, combination: str = "prob") -> Path:
+                         preprocess=None, combination: str = "prob", audio: dict | None = None) -> Path:
     """Write the ensemble config JSON (atomically) and return its path.
 
     `path`: the JSON file, or an output dir (then `<path>/ensemble/ensemble.json`). `members`: name ->
@@ -537,7 +645,9 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
     `weights` (None = equal) and `threshold` (on the reported, temperature-scaled prob) come from
     validation (`fit_ensemble`). `preprocess`: the PreprocessParams of the run (pass
     `params.preprocess`), so that `predict` crops faces exactly as training did without the params
-    file. `metadata`: anything else worth keeping (profile, validation metrics, ...).
+    file. `metadata`: anything else worth keeping (profile, validation metrics, ...). `audio`: the
+    weight set for inputs with audio, {"weights", "temperature"} (`fit_ensemble(...)["audio"]`), or
+    None for one set.
     """
     path = Path(path)
     if path.suffix != ".json":
@@ -552,6 +662,12 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
         raise EnsembleError(f"temperature must be a positive number or None, got {temperature}")
     if combination not in COMBINATIONS:
         raise EnsembleError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
+    if audio is not None:
+        a_temp = audio.get("temperature")
+        if a_temp is not None and not (np.isfinite(a_temp) and a_temp > 0):
+            raise EnsembleError(f"audio temperature must be a positive number or None, got {a_temp}")
+        audio = {"weights": normalise_weights(audio.get("weights"), names),
+                 "temperature": None if a_temp is None else float(a_temp)}
     path.parent.mkdir(parents=True, exist_ok=True)
     from interceptor_lib.models import model_entry
 
@@ -571,6 +687,7 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
            "members": entries, "threshold": float(threshold),
            "temperature": None if temperature is None else float(temperature),
            "combination": combination,  # members -> ensemble: see COMBINATIONS
+           "audio": audio,  # the weight set and temperature for inputs with audio; null: `members` serve all
            "aggregation": "mean",  # frames / clips -> video by the mean of each member's P(fake)
            "preprocess": _plain(preprocess) if preprocess is not None else None,
            "metadata": _plain(metadata or {})}
@@ -665,8 +782,17 @@ def load_ensemble(run_dir_or_json: str | Path, device: str | torch.device = "cpu
     combination = doc.get("combination", "prob")  # configs written before it existed combined probabilities
     if combination not in COMBINATIONS:
         raise EnsembleError(f"{path}: unknown combination {combination!r}; expected one of {COMBINATIONS}")
-    ens = Ensemble(members, weights, share_trunk=share_trunk, temperature=doc.get("temperature"),
-                   threshold=float(doc["threshold"]), combination=combination)
+    audio = doc.get("audio")  # absent in configs written before it existed
+    if audio is not None and (not isinstance(audio, dict) or not isinstance(audio.get("weights"), dict)):
+        raise EnsembleError(f"{path}: 'audio' must be null or "
+                            "{\"weights\": {member: weight}, \"temperature\": ...}")
+    try:
+        ens = Ensemble(members, weights, share_trunk=share_trunk, temperature=doc.get("temperature"),
+                       threshold=float(doc["threshold"]), combination=combination,
+                       audio_weights=audio["weights"] if audio else None,
+                       audio_temperature=audio.get("temperature") if audio else None)
+    except EnsembleError as e:
+        raise EnsembleError(f"{path}: {e}") from e
     ens.config, ens.config_path = doc, path
     return ens.to(device).eval()
 

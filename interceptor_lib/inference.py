@@ -258,12 +258,12 @@ def score_prepared(ens: Ensemble, prep: Prepared, pp: PreprocessParams, device: 
             for n, p in ens.run_members(b, clip_members).items():
                 scores[n].append(p.float().cpu())
         member = torch.stack([torch.cat(scores[n]).mean() for n in run])[None]  # (1, M')
-        out = ens.combine(member, run)
-    w = np.array([ens.weights[n] for n in run])
+        audio = prep.audio is not None  # an input with audio takes the ensemble's weights for audio, if any
+        out = ens.combine(member, run, has_audio=torch.tensor([audio]))
     return {"prob": float(out["prob"][0]), "prob_uncalibrated": float(out["prob_uncalibrated"][0]),
             "uncertainty": float(out["uncertainty"][0]),
             "members": {n: float(member[0, j]) for j, n in enumerate(run)},
-            "weights": {n: float(v) for n, v in zip(run, w / w.sum())}, "skipped": skipped}
+            "weights": ens.weights_for(run, audio), "skipped": skipped}
 
 
 # ----------------------------------------------------------------------------------------- explanation
@@ -284,7 +284,7 @@ def explain_input(ens: Ensemble, prep: Prepared, pp: PreprocessParams, scored: d
     pool = image_members or run
     if not pool:
         return None
-    name = max(pool, key=lambda n: ens.weights[n])
+    name = max(pool, key=lambda n: scored["weights"].get(n, 0.0))  # the weights this input was combined with
     model = ens.members[name]
     transform = build_transform(False, ens.data_config["mean"], ens.data_config["std"])
     if model.input_kind == "image":

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from interceptor_lib.ensemble import (Ensemble, EnsembleError, choose_threshold, ensemble_probs,
+from interceptor_lib.ensemble import (AUDIO_PRIOR_VIDEOS, Ensemble, EnsembleError, choose_threshold, ensemble_probs,
                                       find_member_checkpoints, fit_ensemble, fit_weights, load_ensemble,
                                       save_ensemble_config, trunk_hash)
 from interceptor_lib.models import create_model, list_models
@@ -276,3 +276,108 @@ def test_a_stage_fp16_export_loads_as_a_member(tmp_path):
     x = batch()
     with torch.inference_mode():
         assert torch.allclose(loaded(x)["prob"], m(x)["prob"], atol=2e-3)
+
+
+# ----------------------------------------------------------------------------------------- inputs with audio
+
+def audio_and_silent(n=240, seed=1):
+    """Validation videos, a quarter with audio. "vis" sees the visual fakes everywhere; "av" is sure
+    about the lip-sync fakes (audio videos only) and noise elsewhere."""
+    rng = np.random.default_rng(seed)
+    has = np.arange(n) % 4 == 0
+    y = (rng.uniform(size=n) < 0.6).astype(int)
+    lipsync = has & (y == 1) & (rng.uniform(size=n) < 0.5)  # visually clean fakes
+    vis = np.where((y == 1) & ~lipsync, rng.uniform(0.6, 0.95, n), rng.uniform(0.05, 0.5, n))
+    av = np.where(has, np.where(lipsync, rng.uniform(0.9, 0.99, n), rng.uniform(0.05, 0.3, n)),
+                  rng.uniform(0.02, 0.98, n))
+    return pd.DataFrame({"vis": vis, "av": av}), y, has
+
+
+def test_fit_ensemble_gives_inputs_with_audio_their_own_weights():
+    from sklearn.metrics import roc_auc_score
+
+    df, y, has = audio_and_silent()
+    one = fit_ensemble(df, y, shrink=0.1)
+    two = fit_ensemble(df, y, shrink=0.1, has_audio=has)
+    assert one["audio"] is None and two["audio"] is not None and two["audio_note"] == ""
+    assert two["audio"]["n_real"] == int((y[has] == 0).sum()) and two["audio"]["n_fake"] == int(y[has].sum())
+    # where the av member is blind it gets little weight; where it sees, much more
+    assert two["audio"]["weights"]["av"] > 0.3 > two["weights"]["av"]
+    assert two["members"]["av"]["audio_weight"] == two["audio"]["weights"]["av"]
+    # each set: its own fit, shrunk towards the fit on all videos as n : AUDIO_PRIOR_VIDEOS
+    own, pooled = fit_weights(df[has], y[has], "logit", 0.1), fit_weights(df, y, "logit", 0.1)
+    k = has.sum() / (has.sum() + AUDIO_PRIOR_VIDEOS)
+    assert two["audio"]["weights"] == pytest.approx({n: k * own[n] + (1 - k) * pooled[n] for n in own})
+    split = ensemble_probs(df, two["weights"], two["temperature"], two["combination"], has_audio=has,
+                           audio_weights=two["audio"]["weights"], audio_temperature=two["audio"]["temperature"])
+    pooled = ensemble_probs(df, one["weights"], one["temperature"], one["combination"])
+    assert roc_auc_score(y, split["prob"]) > roc_auc_score(y, pooled["prob"]) + 0.02
+    assert roc_auc_score(y[has], split["prob"][has]) > roc_auc_score(y[has], pooled["prob"][has])
+    # rows without audio are scored by the other set exactly
+    silent = ensemble_probs(df, two["weights"], two["temperature"], two["combination"])
+    np.testing.assert_allclose(split["prob"][~has], silent["prob"][~has])
+    # the one threshold is chosen on both kinds together
+    assert choose_threshold(y, split["prob"], "balanced_accuracy") == pytest.approx(two["threshold"])
+
+
+def test_fit_ensemble_keeps_one_weight_set_when_few_videos_have_audio():
+    df, y, has = audio_and_silent()
+    few = has & ((y == 1) | (np.cumsum(has & (y == 0)) <= 5))  # only 5 real videos with audio
+    assert (few & (y == 0)).sum() == 5
+    fit = fit_ensemble(df, y, has_audio=few)
+    assert fit["audio"] is None and "5 real" in fit["audio_note"]
+    assert fit["weights"] == fit_ensemble(df, y)["weights"]
+    with pytest.raises(ValueError, match="has_audio"):
+        fit_ensemble(df, y, has_audio=has[:-1])
+
+
+def test_ensemble_module_uses_the_audio_weights_for_items_with_audio():
+    df, y, has = audio_and_silent(n=12)
+    members = {"vis": make("ll"), "av": make("av", seed=1)}
+    w, wa = {"vis": 0.8, "av": 0.2}, {"vis": 0.3, "av": 0.7}
+    for combination in ("prob", "logit"):
+        ens = Ensemble(members, w, temperature=1.3, combination=combination, audio_weights=wa,
+                       audio_temperature=0.8).eval()
+        out = ens.combine(torch.tensor(df.to_numpy()), has_audio=torch.tensor(has))
+        ref = ensemble_probs(df, w, 1.3, combination, has_audio=has, audio_weights=wa, audio_temperature=0.8)
+        for k in ("prob", "prob_uncalibrated", "uncertainty"):
+            assert np.allclose(out[k].numpy(), ref[k], atol=1e-6)
+        assert not np.allclose(ref["prob"][has], ensemble_probs(df, w, 1.3, combination)["prob"][has])
+    assert ens.weights_for(["vis"], audio=True) == {"vis": 1.0}
+    assert ens.weights_for(audio=True) == pytest.approx(wa) and ens.weights_for() == pytest.approx(w)
+    # forward reads has_audio per clip (items = clips here): the first clip has audio, the second not
+    x = batch(b=2)
+    with torch.inference_mode():
+        got = ens(x)
+        plain = Ensemble(members, w, temperature=1.3, combination="logit").eval()(x)
+        audio = Ensemble(members, wa, temperature=0.8, combination="logit").eval()(x)
+    assert torch.allclose(got["prob"][0], audio["prob"][0], atol=1e-6)
+    assert torch.allclose(got["prob"][1], plain["prob"][1], atol=1e-6)
+    assert not torch.allclose(plain["prob"][0], audio["prob"][0], atol=1e-4)
+
+
+def test_audio_weights_survive_the_config_round_trip(tmp_path):
+    out = tmp_path / "outputs"
+    ckpts = {}
+    for name in ("ll", "av"):
+        ckpts[name] = out / "runs" / name / "stage1" / "checkpoints" / "epoch-001"
+        save_member(ckpts[name], name)
+    with pytest.raises(EnsembleError, match="temperature"):
+        save_ensemble_config(out, ckpts, None, 0.5, audio={"weights": {"ll": 1, "av": 1}, "temperature": -1.0})
+    with pytest.raises(EnsembleError, match="missing"):
+        save_ensemble_config(out, ckpts, None, 0.5, audio={"weights": {"ll": 1}, "temperature": None})
+    path = save_ensemble_config(out, ckpts, {"ll": 3, "av": 1}, 0.4, temperature=1.2, combination="logit",
+                                audio={"weights": {"ll": 1, "av": 3}, "temperature": 0.9})
+    doc = json.loads(path.read_text())
+    assert doc["audio"]["weights"] == {"ll": 0.25, "av": 0.75} and doc["audio"]["temperature"] == 0.9
+    ens = load_ensemble(out)
+    assert ens.audio_weights == {"ll": 0.25, "av": 0.75} and ens.audio_temperature == 0.9
+    assert ens.weights == {"ll": 0.75, "av": 0.25}
+    from interceptor_lib.evaluation.pipeline import fit_from_config
+
+    fit = fit_from_config(doc)  # what notebook 07 rebuilds the ensemble column from
+    assert fit["combination"] == "logit" and fit["audio"]["weights"] == doc["audio"]["weights"]
+    doc["audio"] = {"weights": "av"}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(EnsembleError, match="'audio'"):
+        load_ensemble(out)

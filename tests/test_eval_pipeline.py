@@ -132,6 +132,21 @@ def test_add_ensemble_appends_the_weighted_calibrated_prob_and_the_spread(videos
     np.testing.assert_allclose(even["uncertainty"], (videos["good"] - videos["rand"]).abs() / 2)
 
 
+def test_videos_with_audio_are_scored_by_the_ensembles_audio_weights(items):
+    """has_audio rides along as metadata (never taken for a model), and add_ensemble combines the
+    videos with audio by the audio weight set, the others by the plain one."""
+    ds = sorted(items["dataset"].unique())[0]
+    v = video_predictions(items.assign(has_audio=items["dataset"] == ds))
+    assert list(v.columns) == META + ["has_audio"] + MODELS
+    fit = {"models": MODELS, "weights": {"good": 1.0, "rand": 0.0}, "temperature": None, "combination": "prob",
+           "audio": {"weights": {"good": 0.0, "rand": 1.0}, "temperature": None}}
+    out = add_ensemble(v, fit)
+    has = v["has_audio"].to_numpy()
+    np.testing.assert_allclose(out.loc[has, ENSEMBLE], v.loc[has, "rand"])
+    np.testing.assert_allclose(out.loc[~has, ENSEMBLE], v.loc[~has, "good"])
+    np.testing.assert_allclose(add_ensemble(v, {**fit, "audio": None})[ENSEMBLE], v["good"])
+
+
 # ---------------------------------------------------------------------------- results_table
 
 @pytest.fixture(scope="module")
@@ -400,6 +415,9 @@ def test_condition_table_is_nan_where_a_bin_lacks_a_class():
     assert strict.loc[strict["condition"] == "brightness", "auc"].isna().all()
     assert set(out["condition"]) == {"brightness", "blockiness", "sharpness", "motion", "has_audio"}
     assert out.groupby("condition")["n_real"].sum().eq(4).all()  # every test video in one bin per condition
+    # video predictions carry has_audio too (notebook 06's metadata): the bins' yes / no label is used
+    with_audio = condition_table(videos.assign(has_audio=True), bins, {"m": 0.5})
+    pd.testing.assert_frame_equal(with_audio, out)
 
 
 # ---------------------------------------------------------------------------- bias: artifact families

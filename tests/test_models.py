@@ -383,13 +383,44 @@ def test_av_sync_channel_follows_mouth_opening_against_speech_energy():
     with torch.no_grad():
         sync = model(batch)["specialist_map"][:, -1]  # (3, 7, 7), the same value on every cell
     assert (sync.amax((1, 2)) == sync.amin((1, 2))).all()
-    in_step, out_of_step, still = (sync[:, 0, 0] / SYNC_GAIN).tolist()  # the correlation, scaled
-    assert in_step > 0.95  # the mouth opens as the voice gets louder
-    assert out_of_step < 0.3 and abs(still) < 1e-6  # a mouth moving to other speech; one that does not move
+    centre = model.specialist.sync_centre.item()
+    in_step, out_of_step, still = (sync[:, 0, 0] / SYNC_GAIN).tolist()  # max(centre - r, 0)
+    assert in_step == 0  # the mouth opens as the voice gets louder: no evidence of a fake
+    # r < 0 for a mouth moving to other speech, r = 0 for one that does not move
+    assert out_of_step > centre and still == pytest.approx(centre)
+    model.specialist.sync_centre.data.fill_(1.5)  # every r is below: the deficit shows r itself
+    with torch.no_grad():
+        r = 1.5 - model(batch)["specialist_map"][:, -1, 0, 0] / SYNC_GAIN
+    assert r[0] > 0.95 and r[1] < 0 and abs(r[2]) < 1e-6
     batch["has_audio"] = torch.tensor([False, True, True])
-    with torch.no_grad():  # without audio the channel is the learned no-audio embedding
+    with torch.no_grad():  # without audio: no sync evidence either way
         s = model(batch)["specialist_map"]
-    torch.testing.assert_close(s[0, -1], model.specialist.no_audio[0, -1])
+    assert (s[0, -1] == 0).all() and torch.allclose(s[1:, -1], SYNC_GAIN * (1.5 - r[1:, None, None]).expand(-1, 7, 7))
+
+
+def test_av_sync_deficit_goes_straight_into_the_fake_logit():
+    """The sync channel is also direct evidence: the fake logit moves by evidence weight x deficit,
+    the real logit not at all, rows without audio not at all, and training reaches the weight and
+    the centre."""
+    model = tiny("av").eval()
+    assert model.num_features == model.fusion.out_dim + 1
+    torch.testing.assert_close(model.evidence.weight, torch.full((1, 1), 2.0))  # the prior: a deficit means fake
+    model.specialist.sync_centre.data.fill_(1.5)  # random clips: every r below, so every audio row has evidence
+    batch = make_batch(model, B=3)  # has_audio = [True, False, True]
+    with torch.no_grad():
+        out = model(batch)
+        deficit = out["specialist_map"][:, -1, 0, 0]
+        assert torch.isfinite(deficit).all() and deficit[1] == 0 and deficit[[0, 2]].min() > 0
+        torch.testing.assert_close(out["features"][:, -1], deficit)
+        model.evidence.weight.fill_(3.0)
+        moved = model(batch)["logits"]
+    torch.testing.assert_close(moved[:, 0], out["logits"][:, 0])
+    torch.testing.assert_close(moved[:, 1] - out["logits"][:, 1], 1.0 * deficit)
+    model.train()
+    loss = model(make_batch(model, B=4))["logits"][:, 1].sum()
+    loss.backward()
+    assert model.evidence.weight.grad.abs().sum() > 0 and model.specialist.sync_centre.grad.abs() > 0
+    assert all(getattr(tiny(n), "evidence_channels") == 0 for n in ("ll", "tm"))
 
 
 def test_av_masks_missing_audio():
@@ -399,8 +430,9 @@ def test_av_masks_missing_audio():
         out = model(batch)
         s = out["specialist_map"]
         emb = model.specialist.no_audio[0]
-        torch.testing.assert_close(s[1, 16:], emb)  # the no-audio row carries the learned embedding
-        assert not torch.allclose(s[0, 16:], emb)
+        torch.testing.assert_close(s[1, 16:-1], emb)  # the no-audio row carries the learned embedding
+        assert (s[1, -1] == 0).all()  # and no sync evidence
+        assert not torch.allclose(s[0, 16:-1], emb)
         louder = dict(batch, audio=batch["audio"] * 3 + torch.randn_like(batch["audio"]))
         changed = model(louder)["logits"]
         torch.testing.assert_close(changed[1], out["logits"][1])  # its audio is ignored

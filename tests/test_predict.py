@@ -33,7 +33,8 @@ def run(tmp_path_factory):
         save_checkpoint(ckpt, {"model": m.state_dict(), "config": {"model_name": name, "model": asdict(m.config)}})
         (ckpt.parent.parent / "done.json").write_text(json.dumps({"best": str(ckpt)}))
     save_ensemble_config(out, find_member_checkpoints(out), {"ll": 0.5, "tm": 0.3, "av": 0.2}, threshold=0.5,
-                         preprocess=PREPROCESS, metadata={"profile": "test"})
+                         preprocess=PREPROCESS, metadata={"profile": "test"},
+                         audio={"weights": {"ll": 0.1, "tm": 0.2, "av": 0.7}, "temperature": None})
     media = out / "media"
     files = {
         "face": write_video(media / "face.mp4", face_frames(24)),
@@ -68,6 +69,9 @@ def test_video_scores_members_and_faces(scored):
         assert r["uncertainty"] >= 0 and r["seconds"] > 0
         assert r["preprocess_source"] == "ensemble config"
     assert not scored[0]["has_audio"] and scored[1]["has_audio"]
+    # the video with audio is combined by the ensemble's weights for inputs with audio
+    assert scored[0]["weights"] == pytest.approx({"ll": 0.5, "tm": 0.3, "av": 0.2})
+    assert scored[1]["weights"] == pytest.approx({"ll": 0.1, "tm": 0.2, "av": 0.7})
 
 
 def test_image_is_scored_by_image_members_only(scored):

@@ -31,6 +31,15 @@ def test_markdown_from_results_csv(tmp_path):
     assert "| ensemble | 0.938" in md and "0.100" not in md
     assert md.index("FF++") < md.index("DFDC")
     assert "0.750 / 0.500" in md
+    # the ensemble's weights, both sets when it has one for videos with audio
+    from interceptor_lib.ensemble import save_ensemble_config
+
+    members = {n: tmp_path / "runs" / n for n in ("ll", "av")}
+    save_ensemble_config(tmp_path, members, {"ll": 3, "av": 1}, 0.4)
+    assert "Ensemble weights (fitted on validation): ll 0.75, av 0.25; threshold 0.400." in results_markdown(params)
+    save_ensemble_config(tmp_path, members, {"ll": 3, "av": 1}, 0.4, audio={"weights": {"ll": 1, "av": 1}})
+    assert ("ll 0.75, av 0.25 (videos without audio); ll 0.50, av 0.50 (videos with audio); threshold 0.400."
+            in results_markdown(params))
 
 
 def test_update_readme_replaces_between_markers(tmp_path):

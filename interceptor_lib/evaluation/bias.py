@@ -112,7 +112,8 @@ def condition_table(videos: pd.DataFrame, bins: pd.DataFrame, thresholds: dict[s
                     split: str = "test", min_per_class: int = 2) -> pd.DataFrame:
     """Per model x condition x bin on the `split` videos: AUC (needs `min_per_class` of each class,
     else NaN), balanced accuracy at the validation threshold, counts."""
-    v = videos[videos["split"] == split].merge(bins, on="video_id")
+    own = [c for c in bins.columns if c != "video_id" and c in videos.columns]  # e.g. has_audio: the bins' label
+    v = videos[videos["split"] == split].drop(columns=own).merge(bins, on="video_id")
     rows = []
     for c in CONDITIONS:
         for b, g in v.groupby(c):

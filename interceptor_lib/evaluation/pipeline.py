@@ -40,6 +40,11 @@ TEST_SPLIT = "test"
 # point 97 (on the same predictions).
 THRESHOLD_RULE = "eer"
 META = ["dataset", "split", "video_id", "label", "method"]
+AUDIO = "has_audio"  # the video has an audio track (measured at preprocessing); kept after META where known
+
+
+def _meta(df: pd.DataFrame) -> list[str]:
+    return META + ([AUDIO] if AUDIO in df.columns else [])
 
 
 def eval_dir(params) -> Path:
@@ -116,7 +121,9 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
     stamp = predictions_stamp(ckpts, rows, cache.dir)
     cached, meta = out_dir / "item_predictions.csv", out_dir / "item_predictions.json"
     if reuse and cached.is_file() and meta.is_file() and json.loads(meta.read_text()) == stamp:
-        return pd.read_csv(cached)
+        saved = pd.read_csv(cached)
+        if set(META + [AUDIO]) <= set(saved.columns):  # written by a version with fewer columns: score again
+            return saved
     if rows.empty:
         raise InterceptorError("no cached validation or test videos: run notebook 00_prepare_data first")
     parts = []
@@ -124,8 +131,8 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
         names = [n for n in ens.names if ens.members[n].input_kind == kind]
         if names:
             parts.append(_score(ens, rows, cache, kind, names, batch_size, device))
-    items = pd.concat(parts, ignore_index=True).merge(rows[META], on="video_id", how="left")
-    items = items[["model", *META, "item", "prob"]]
+    items = pd.concat(parts, ignore_index=True).merge(rows[META + [AUDIO]], on="video_id", how="left")
+    items = items[["model", *META, AUDIO, "item", "prob"]]
     items.to_csv(cached, index=False)
     meta.write_text(json.dumps(stamp, indent=1))
     return items
@@ -136,39 +143,54 @@ def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
     the mean of the model's frame / clip probabilities."""
     v = items.groupby(["model", "video_id"], sort=False)["prob"].mean().unstack("model")
     models = list(dict.fromkeys(items["model"]))
-    meta = items.drop_duplicates("video_id").set_index("video_id")[[c for c in META if c != "video_id"]]
-    return meta.join(v[models]).reset_index()[META + models]
+    cols = _meta(items)
+    meta = items.drop_duplicates("video_id").set_index("video_id")[[c for c in cols if c != "video_id"]]
+    return meta.join(v[models]).reset_index()[cols + models]
 
 
 def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
                           method: str = "logit", shrink: float = 0.1, rule: str = THRESHOLD_RULE) -> dict:
     """Fit the ensemble on the pooled validation videos of every dataset (weights, temperature,
-    threshold by `rule`; `interceptor_lib.ensemble.fit_ensemble`) and write
+    threshold by `rule`; `interceptor_lib.ensemble.fit_ensemble`, with a weight set of their own for
+    the videos with audio when validation holds enough of them) and write
     <output_dir>/ensemble/ensemble.json for `predict`. Returns the fit (weights, temperature,
-    threshold, val metrics, path)."""
+    threshold, audio, val metrics, path)."""
     from interceptor_lib.ensemble import find_member_checkpoints, fit_ensemble, save_ensemble_config
 
-    models = models or [c for c in videos.columns if c not in META and c != ENSEMBLE]
+    models = models or [c for c in videos.columns if c not in _meta(videos) and c != ENSEMBLE]
     val = videos[videos["split"] == "val"].dropna(subset=models)
     if not has_both_classes(val["label"].to_numpy()):
         raise InterceptorError("the validation splits hold one class only; the ensemble cannot be fitted")
-    fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, rule=rule, shrink=shrink)
+    fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, rule=rule, shrink=shrink,
+                       has_audio=val[AUDIO].astype(bool).to_numpy() if AUDIO in val.columns else None)
     path = save_ensemble_config(params.output_dir, find_member_checkpoints(params, models), fit["weights"],
                                 fit["threshold"], fit["temperature"], preprocess=params.preprocess,
-                                combination=fit["combination"],
+                                combination=fit["combination"], audio=fit["audio"],
                                 metadata={"profile": params.profile, "weight_method": method, "shrink": shrink,
-                                          "threshold_rule": rule,
+                                          "threshold_rule": rule, "audio_note": fit["audio_note"],
                                           "fitted_on": f"{len(val)} validation videos of "
                                                        f"{sorted(val['dataset'].unique())}",
                                           "val": fit["val"]})
     return {**fit, "path": str(path), "models": models}
 
 
+def fit_from_config(doc: dict) -> dict:
+    """The ensemble fit that `add_ensemble` takes, from a saved ensemble.json document
+    (`read_ensemble_config`): models, weights, temperature, threshold, combination, audio."""
+    return {"models": list(doc["members"]), "weights": {n: e["weight"] for n, e in doc["members"].items()},
+            "temperature": doc.get("temperature"), "threshold": doc["threshold"],
+            "combination": doc.get("combination", "prob"), "audio": doc.get("audio")}
+
+
 def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
     """`videos` with the ensemble's prob (calibrated) and uncertainty columns."""
     from interceptor_lib.ensemble import ensemble_probs
 
-    e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"], fit.get("combination", "prob"))
+    audio = fit.get("audio")
+    e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"], fit.get("combination", "prob"),
+                       has_audio=videos[AUDIO].astype(bool).to_numpy() if audio else None,
+                       audio_weights=audio["weights"] if audio else None,
+                       audio_temperature=audio["temperature"] if audio else None)
     return videos.assign(**{ENSEMBLE: e["prob"].to_numpy(), "uncertainty": e["uncertainty"].to_numpy()})
 
 
@@ -338,7 +360,6 @@ def evaluation_state(params, device: str = "cpu") -> tuple[pd.DataFrame, pd.Data
     doc, _ = read_ensemble_config(params.output_dir)
     items = item_predictions(params, list(doc["members"]), device=device)
     videos = video_predictions(items)
-    fit = {"models": list(doc["members"]), "weights": {n: e["weight"] for n, e in doc["members"].items()},
-           "temperature": doc["temperature"], "threshold": doc["threshold"]}
+    fit = fit_from_config(doc)
     videos = add_ensemble(videos, fit)
     return items, videos, fit, model_thresholds(videos, fit["models"], fit["threshold"])

@@ -61,6 +61,10 @@ def results_markdown(params) -> str:
     if ens.is_file():
         doc = json.loads(ens.read_text())
         w = ", ".join(f"{k} {v['weight']:.2f}" for k, v in doc["members"].items())
+        audio = doc.get("audio")
+        if audio:
+            wa = ", ".join(f"{k} {v:.2f}" for k, v in audio["weights"].items())
+            w = f"{w} (videos without audio); {wa} (videos with audio)"
         lines += [f"Ensemble weights (fitted on validation): {w}; threshold {doc['threshold']:.3f}."]
     return "\n".join(lines)
 

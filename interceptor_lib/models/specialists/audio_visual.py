@@ -8,17 +8,24 @@ Channels (49) on a 7 x 7 grid:
                            features' frame-to-frame change and the audio embedding's change         16
   voice frequency          conv on the log-mel spectrogram, pooled to 7 x 7 (mel x time)              8
   temporal audio consistency  conv on |frame-to-frame change| of the audio features, 7 x 7           8
-  mouth-opening sync       Pearson correlation over the clip's frames between how dark the centre of
-                           the mouth is (an open mouth shows the dark oral cavity) and the speech
-                           energy (RMS) during each frame; fixed, nothing learned, on every cell      1
+  sync deficit             SYNC_GAIN x max(centre - r, 0), r the Pearson correlation over the clip's frames
+                           between how dark the centre of the mouth is (an open mouth shows the dark
+                           oral cavity) and the speech energy (RMS) during each frame; `centre` is
+                           learned (from 0.3), r is fixed; on every cell, 0 without audio              1
 The last channel is the classic audio-visual synchrony cue (mouth opening follows speech loudness,
 as in Hershey & Movellan 2000 and Slaney & Covell's FaceSync 2001). The learned branches above can in
 principle find it, but a dataset holds few lip-sync fakes to learn it from (the demo's DFDC has
 17 in training); computed outright, it separates real DFDC demo videos from its audio-visual fakes
 with a video AUC of about 0.95 (mean over a video's clips), where the learned branches stayed near 0.5.
+It is also the module's direct evidence (`evidence_channels`, see detector.py): it goes straight
+into the fake logit with a learned weight starting at 2, so a clip whose mouth does not follow the
+voice (r below the centre) pushes towards fake from the first step of the one stage with audio. Only
+a deficit counts: a mouth in step with the voice is no evidence of a real video (a face swap keeps
+the original mouth motion and audio), so it leaves the other evidence alone.
 Missing audio: rows with has_audio = False (videos without an audio track) skip the audio branch;
-their 33 audio-derived channels are a learned "no-audio" embedding, so the model still scores
-them from the lips and the backbone and learns that the audio evidence is absent rather than silent.
+their 32 learned audio channels are a learned "no-audio" embedding, so the model still scores
+them from the lips and the backbone and learns that the audio evidence is absent rather than silent;
+their sync deficit is 0 (no evidence either way).
 A batch without an "audio" key is treated as having no audio at all. Under DistributedDataParallel
 pass find_unused_parameters=True: a batch without any audio leaves the audio branch unused.
 Audio frames are matched to video frames assuming the clip's frames are consecutive at `fps` and
@@ -96,11 +103,13 @@ def pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-10) -> torch.Tenso
 
 
 SYNC_GAIN = 4.0  # the mouth-opening sync channel's scale (see AudioVisualModule.audio_features)
+SYNC_CENTRE = 0.3  # initial correlation below which the sync channel counts towards fake
 
 
 class AudioVisualModule(nn.Module):
     out_channels = 49
-    audio_channels = 33  # correlation 16 + voice 8 + temporal consistency 8 + mouth-opening sync 1
+    audio_channels = 33  # correlation 16 + voice 8 + temporal consistency 8 + sync deficit 1
+    evidence_channels, evidence_init = 1, 2.0  # the sync deficit, also straight into the fake logit
 
     def __init__(self, pixels: PixelSpace, cfg: AudioVisualConfig):
         super().__init__()
@@ -117,7 +126,8 @@ class AudioVisualModule(nn.Module):
         self.audio_frame = nn.Linear(16, 16)
         self.lips = nn.Sequential(ConvNormAct(3, 16, 3, stride=2), ConvNormAct(16, 16, 3, stride=2))
         self.correlation = ConvNormAct(16, 16, 1)
-        self.no_audio = nn.Parameter(torch.zeros(1, self.audio_channels, cfg.grid, cfg.grid))
+        self.no_audio = nn.Parameter(torch.zeros(1, self.audio_channels - 1, cfg.grid, cfg.grid))
+        self.sync_centre = nn.Parameter(torch.tensor(SYNC_CENTRE))
         nn.init.trunc_normal_(self.no_audio, std=0.02)
         self.pool = nn.AdaptiveAvgPool2d(cfg.grid)
 
@@ -152,7 +162,8 @@ class AudioVisualModule(nn.Module):
         energy = frame_energy(wave, T, self.logmel.hop_length, self.cfg.sample_rate, self.cfg.fps)  # (A, T)
         # x 4: the correlation spreads about 0.25-0.4 over videos, the batch-normalised channels beside it
         # about 1; at x 1 the head was slower to use it (demo probe: AUC on lip-sync fakes 0.81 vs 0.86)
-        sync = SYNC_GAIN * pearson(opening, energy)[:, None, None, None].expand(-1, 1, *voice.shape[-2:])  # (A, 1, g, g)
+        deficit = SYNC_GAIN * (self.sync_centre - pearson(opening, energy)).clamp_min(0)  # (A,)
+        sync = deficit[:, None, None, None].expand(-1, 1, *voice.shape[-2:])  # (A, 1, g, g)
         return torch.cat([self.correlation(corr), voice, dynamics, sync.to(voice.dtype)], 1)
 
     def forward(self, x: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -162,7 +173,9 @@ class AudioVisualModule(nn.Module):
         lips = self.pool(self.lips(self.mouth(x)))  # (B*T, 16, g, g)
         lips = lips.view(B, T, *lips.shape[1:])
         opening = self.mouth_opening(x)  # (B, T)
-        out = self.no_audio.expand(B, -1, -1, -1)  # (B, 33, g, g): rows without audio keep the embedding
+        # (B, 33, g, g): rows without audio keep the embedding, and a sync deficit of 0
+        no_sync = self.no_audio.new_zeros(B, 1, *self.no_audio.shape[-2:])
+        out = torch.cat([self.no_audio.expand(B, -1, -1, -1), no_sync], 1)
         wave = batch.get("audio")
         if wave is not None:
             if wave.dim() != 2 or wave.shape[0] != B:

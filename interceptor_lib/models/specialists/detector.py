@@ -4,6 +4,12 @@
     batch  --specialist module--> s (B, C_s, 7, 7)   (looks at pixels / clip / audio itself)
     (g, s) --AttentionFusion--> features (B, C + 256 + C_s*49) --MLPHead--> logits (B, 2)
 
+Direct evidence: a module whose last `evidence_channels` (k) channels are hand-built scalar cues
+(constant over the grid, 0 where the cue cannot be measured) also feeds them straight into the fake
+logit through a k -> 1 linear map without bias, initialised to the module's `evidence_init`. The head
+sees them too; the direct path keeps a cue that only a few training videos exercise (the audio-visual
+one: only the last, short stage has audio) from being drowned among thousands of learned features.
+
 Each specialist file defines its module and registers `<name>` with `register_specialist`.
 """
 
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
@@ -56,11 +63,16 @@ class SpecialistDetector(DetectorBase):
         self.fusion = AttentionFusion(self.backbone.num_features, self.specialist.out_channels, cfg.grid,
                                       cfg.fusion_dim, cfg.heads)
         self.head = MLPHead(self.fusion.out_dim, cfg.hidden, cfg.dropout, num_classes=2)
+        self.evidence_channels = int(getattr(self.specialist, "evidence_channels", 0))
+        if self.evidence_channels:
+            self.evidence = nn.Linear(self.evidence_channels, 1, bias=False)
+            nn.init.constant_(self.evidence.weight, float(self.specialist.evidence_init))
         self.train()
 
     @property
     def num_features(self) -> int:
-        return self.fusion.out_dim
+        """The fused vector, then the k direct-evidence values (see the module docstring)."""
+        return self.fusion.out_dim + self.evidence_channels
 
     def forward_features(self, batch: dict, trunk: torch.Tensor | None = None) -> dict:
         self.frames(batch)  # checks the key and shape, with a message naming what is expected
@@ -73,10 +85,16 @@ class SpecialistDetector(DetectorBase):
         with torch.autocast(device_type=x.device.type, enabled=False):
             s = self.specialist(x.float(), batch)  # (B, C_s, grid, grid)
         fused, attn = self.fusion(g, s)
+        if self.evidence_channels:
+            fused = torch.cat([fused, s[:, -self.evidence_channels:].mean((2, 3))], 1)
         return {"features": fused, "attention": attn, "specialist_map": s}
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+        if not self.evidence_channels:
+            return self.head(features)
+        d = self.fusion.out_dim
+        logits = self.head(features[:, :d])
+        return logits + F.pad(self.evidence(features[:, d:]), (1, 0))  # (B, 2): onto the fake logit only
 
 
 def register_specialist(name: str, module_factory, *, input_kind: str = "image",
