@@ -11,12 +11,14 @@ start=$(date +%s)
 export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
 
 # Validate the params file before any work: a wrong key, type or path stops here, naming the key.
-# One Python start (importing the package takes seconds) prints: output dir, models, "<notebook>=<stage>" pairs.
+# One Python start (importing the package takes seconds) prints: output dir, models (in start order),
+# "<notebook>=<stage>" pairs.
 plan=$(python - "$profile" <<'PY'
 import sys
 try:
     from interceptor_lib.config import STAGE_NAMES, load_params
     from interceptor_lib.errors import InterceptorError
+    from interceptor_lib.training.stages import start_order
 except ImportError as e:
     print(f"error: cannot import interceptor_lib ({e}); install the requirements first: "
           "pip install -r requirements.txt", file=sys.stderr)
@@ -26,7 +28,7 @@ try:
 except InterceptorError as e:
     sys.exit(f"error: {e}")
 print(p.output_dir)
-print(" ".join(p.train.models))
+print(" ".join(start_order(p.train.models, p.train.parallel_models)))  # slowest first when parallel
 print(" ".join(f"{n}={s}" for s, n in STAGE_NAMES.items()))
 print(p.train.parallel_models)
 PY
