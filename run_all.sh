@@ -16,9 +16,8 @@ export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
 plan=$(python - "$profile" <<'PY'
 import sys
 try:
-    from interceptor_lib.config import STAGE_NAMES, load_params
+    from interceptor_lib.config import STAGE_NAMES, load_params, start_order
     from interceptor_lib.errors import InterceptorError
-    from interceptor_lib.training.stages import start_order
 except ImportError as e:
     print(f"error: cannot import interceptor_lib ({e}); install the requirements first: "
           "pip install -r requirements.txt", file=sys.stderr)

@@ -22,13 +22,33 @@ import yaml
 from interceptor_lib import REPO_ROOT
 from interceptor_lib.data.cache import PreprocessParams
 from interceptor_lib.data.crops_file import IMAGE_FORMATS
-from interceptor_lib.errors import ParamsError
+from interceptor_lib.errors import InterceptorError, ParamsError
 
 PARAMS_DIR = REPO_ROOT / "params"
 PROFILE_ENV = "INTERCEPTOR_PROFILE"
 #: Notebook of each progressive-training stage, in chain order.
 STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf",
                "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}  # lets nbval run the notebooks on the smoke profile
+
+
+def start_order(models: list[str], parallel: int = 1) -> list[str]:
+    """The order in which ./run_all.sh starts the models' notebooks of a stage. With `parallel` > 1
+    (several notebooks at once on a CPU) the clip models start first: they read T frames per item and
+    take the longest, and started last one of them ran alone on one core for minutes at the end of
+    each stage (longest first). Sequentially, `models` as given. Each stage's result does not depend on
+    the order (every model draws its randomness from params.seed)."""
+    models = list(models)
+    if parallel <= 1:
+        return models
+    from interceptor_lib.models import model_entry  # the registry: seconds to import, so only here
+
+    def is_clip(name: str) -> bool:
+        try:
+            return model_entry(name).input_kind == "clip"
+        except InterceptorError:  # not a registered model: keeps its place
+            return False
+
+    return [m for m in models if is_clip(m)] + [m for m in models if not is_clip(m)]
 
 
 @dataclass

@@ -546,6 +546,11 @@ def choose_threshold(labels, ensemble_probs_, rule: str = "balanced_accuracy") -
     return _metrics.choose_threshold(labels, ensemble_probs_, rule)
 
 
+def _combination(method: str) -> str:
+    """The combination a weight method's weights are for: "logit" for method="logit", else "prob"."""
+    return "logit" if method == "logit" else "prob"
+
+
 def _fit_set(P: pd.DataFrame, y: np.ndarray, method: str, shrink: float, calibrate: bool,
              prior: dict[str, float] | None = None) -> tuple[dict, float | None]:
     """One weight set and its temperature, fitted on the validation rows P (labels y); with `prior`
@@ -555,8 +560,7 @@ def _fit_set(P: pd.DataFrame, y: np.ndarray, method: str, shrink: float, calibra
     if prior is not None:
         own = len(y) / (len(y) + AUDIO_PRIOR_VIDEOS)
         weights = {n: own * w + (1 - own) * prior[n] for n, w in weights.items()}
-    combination = "logit" if method == "logit" else "prob"
-    raw = ensemble_probs(P, weights, combination=combination)["prob_uncalibrated"].to_numpy()
+    raw = ensemble_probs(P, weights, combination=_combination(method))["prob_uncalibrated"].to_numpy()
     return weights, (fit_temperature(raw, y) if calibrate else None)
 
 
@@ -578,7 +582,7 @@ def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", 
     "val": the ensemble's validation metrics at that threshold, "members": each member's
     validation auc, log_loss and weight}."""
     y = check_labels(labels)
-    combination = "logit" if method == "logit" else "prob"
+    combination = _combination(method)
     audio, note, has = None, "one weight set for all inputs (no has_audio given)", None
     if has_audio is not None:
         note = ""

@@ -20,11 +20,12 @@ from interceptor_lib.paths import RunPaths
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.pretext import pretrain_backbone
 from interceptor_lib.training.stages import (DONE, EXPORT, LAUNCH_PARAMS, TrainingStopped, finished, launch_stage,
-                                             previous_best, run_dir, run_stage, start_order, torchrun_command,
-                                             train_config)
+                                             previous_best, run_dir, run_stage, torchrun_command, train_config)
 
 
 def test_start_order_puts_the_clip_models_first_only_when_notebooks_run_in_parallel():
+    from interceptor_lib.config import start_order
+
     models = ["ll", "bg", "av", "cm", "rr", "tm"]
     assert start_order(models, parallel=2) == ["av", "tm", "ll", "bg", "cm", "rr"]
     assert start_order(models, parallel=1) == models  # one at a time: the order changes nothing

@@ -41,7 +41,7 @@ from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_trans
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.models import create_model, list_models, model_entry
+from interceptor_lib.models import create_model, list_models
 from interceptor_lib.training import distributed
 from interceptor_lib.training.budget import SESSION_START_ENV, RunBudget
 from interceptor_lib.training.checkpoint import checkpoint_bytes, export_weights, load_checkpoint
@@ -96,25 +96,6 @@ def with_replay(rows: pd.DataFrame, replay_rows: pd.DataFrame) -> pd.DataFrame:
     engine's sampler gives stratum 1 `replay` of the draws. Rows of this stage are not repeated."""
     replay_rows = replay_rows[~replay_rows["video_id"].isin(rows["video_id"])]
     return pd.concat([rows.assign(stratum=0), replay_rows.assign(stratum=1)], ignore_index=True)
-
-
-def start_order(models: list[str], parallel: int = 1) -> list[str]:
-    """The order in which ./run_all.sh starts the models' notebooks of a stage. With `parallel` > 1
-    (several notebooks at once on a CPU) the clip models start first: they read T frames per item and
-    take the longest, and started last one of them ran alone on one core for minutes at the end of
-    each stage (longest first). Sequentially, `models` as given. Each stage's result does not depend on
-    the order (every model draws its randomness from params.seed)."""
-    models = list(models)
-    if parallel <= 1:
-        return models
-
-    def is_clip(name: str) -> bool:
-        try:
-            return model_entry(name).input_kind == "clip"
-        except InterceptorError:
-            return False
-
-    return [m for m in models if is_clip(m)] + [m for m in models if not is_clip(m)]
 
 
 def build_model(params, model_name: str, init: Path | None):
