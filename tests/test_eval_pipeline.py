@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from interceptor_lib.evaluation.bias import (blockiness, calibration_table, class_bias, condition_bins,
-                                             condition_table, family_table, own_family_check)
+from interceptor_lib.evaluation.bias import (artifact_variant, blockiness, calibration_table, class_bias,
+                                             condition_bins, condition_table, family_table,
+                                             own_family_check)
 from interceptor_lib.evaluation.calibration import ece
 from interceptor_lib.evaluation.metrics import choose_threshold
 from interceptor_lib.evaluation.pipeline import (ENSEMBLE, META, add_ensemble, cross_dataset_table, model_thresholds,
@@ -457,6 +458,38 @@ def test_family_table_compares_each_family_with_all_test_reals():
     ll = out[out["model"] == "ll"].set_index("artifact")
     assert ll.loc["low_light", "auc"] == 1.0 and ll.loc["low_light", "detection_rate"] == 1.0
     assert ll.loc["compression", "detection_rate"] == 0.0
+
+
+def test_family_table_by_dataset_compares_with_that_datasets_reals_and_splits_variants():
+    v = family_videos()
+    v["variant"] = np.where(v["artifact"] == "low_light", np.where(v["video_id"].str.endswith("0"), "smooth", "grainy"), "")
+    v.loc[(v["dataset"] == "d2") & (v["label"] == 0), "cm"] = 0.0   # d2's reals: cm never flags them
+    out = family_table(v, {"ll": 0.5, "cm": 0.5}, by=("dataset", "variant"))
+    assert list(out.columns[:4]) == ["model", "dataset", "artifact", "variant"]
+    # per dataset: compression (one variant), low_light smooth (1 fake) and grainy (2 fakes)
+    assert len(out) == 2 * 2 * 3 and (out["n_real"] == 5).all()
+    test = v[v["split"] == "test"]
+    for _, row in out.iterrows():
+        g = test[test["dataset"] == row["dataset"]]
+        fakes = g[(g["label"] == 1) & (g["artifact"] == row["artifact"]) & (g["variant"] == row["variant"])]
+        assert row["n_fake"] == len(fakes)
+        both = pd.concat([g[g["label"] == 0], fakes])
+        assert row["auc"] == pytest.approx(roc_auc_score(both["label"], both[row["model"]]))
+        assert row["detection_rate"] == pytest.approx((fakes[row["model"]] >= 0.5).mean())
+    cm_d2 = out[(out["model"] == "cm") & (out["dataset"] == "d2")]
+    assert (cm_d2["auc"] == 1.0).all()   # against d2's reals only: d1's reals score anywhere
+    pooled = family_table(v, {"ll": 0.5, "cm": 0.5}, by=("variant",))
+    assert (pooled.loc[pooled["model"] == "cm", "auc"] < 1.0).all()
+    assert set(pooled.columns) >= {"artifact", "variant"} and "dataset" not in pooled.columns
+    assert (pooled["n_real"] == 10).all()
+    with pytest.raises(KeyError, match="variant"):
+        family_table(v.drop(columns="variant"), {"ll": 0.5}, by=("variant",))
+
+
+def test_artifact_variant_reads_the_mode_of_the_side_tables_parameters():
+    assert artifact_variant("flicker=0.0;jitter_px=2.73;mode=jitter") == "jitter"
+    assert artifact_variant("jpeg_quality=12;offset_x=3;offset_y=0") == ""
+    assert artifact_variant(float("nan")) == "" and artifact_variant("") == ""
 
 
 def test_own_family_check_marks_whether_each_specialist_wins_its_family():

@@ -148,8 +148,10 @@ def plot_heatmap(table: pd.DataFrame, value: str, columns, title: str, fmt: str 
 # ---------------------------------------------------------------------------- demo artifact families
 
 def artifact_families(params, videos: pd.DataFrame) -> pd.DataFrame:
-    """`videos` with the demo corpus's recorded artifact family ("none" for reals) and strength,
-    joined from demo_artifacts.csv on the file path. Raises if the run does not use the demo corpus."""
+    """`videos` with the demo corpus's recorded artifact family ("none" for reals), its variant (the
+    family's drawn `mode`, e.g. low light "smooth" / "grainy", temporal "jitter" / "flicker" / "both";
+    "" for families without one) and strength, joined from demo_artifacts.csv on the file path.
+    Raises if the run does not use the demo corpus."""
     from interceptor_lib.data.prepare import load_index
 
     if not (params.demo_data and params.demo_data.generate):
@@ -160,25 +162,51 @@ def artifact_families(params, videos: pd.DataFrame) -> pd.DataFrame:
     # WildDeepfake sequences are members of a tar: the side table writes "<tar path>::<member>"
     index["relpath"] = [Path(p).resolve().relative_to(root.resolve()).as_posix() + (f"::{m.strip('./')}" if isinstance(m, str) and m else "")
                         for p, m in zip(index["path"], index["member"])]
-    fam = index.merge(art[["relpath", "artifact", "strength"]], on="relpath", how="left")
-    out = videos.merge(fam[["video_id", "artifact", "strength"]], on="video_id", how="left")
+    art["variant"] = art["artifact_params"].map(artifact_variant)
+    fam = index.merge(art[["relpath", "artifact", "variant", "strength"]], on="relpath", how="left")
+    out = videos.merge(fam[["video_id", "artifact", "variant", "strength"]], on="video_id", how="left")
     # reals carry "none"; a fake the side table does not list stays visible as "unrecorded"
     out["artifact"] = out["artifact"].fillna("unrecorded").where(out["label"] == 1, "none")
+    out["variant"] = out["variant"].fillna("").where(out["label"] == 1, "")
     return out
 
 
-def family_table(videos: pd.DataFrame, thresholds: dict[str, float], split: str = "test") -> pd.DataFrame:
-    """Per model x artifact family (test videos, all datasets pooled): that family's fakes against
-    all reals — AUC and the detection rate (TPR) at the model's validation threshold."""
+def artifact_variant(described) -> str:
+    """The `mode` of an artifact's parameters as demo_artifacts.csv writes them ("k=v;k=v", see
+    `ArtifactSpec.describe`), or "" when it has none (or is empty: a real video)."""
+    if not isinstance(described, str):
+        return ""
+    pairs = dict(kv.split("=", 1) for kv in described.split(";") if "=" in kv)
+    return pairs.get("mode", "")
+
+
+def family_table(videos: pd.DataFrame, thresholds: dict[str, float], split: str = "test",
+                 by: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per model x artifact family (test videos): that family's fakes against the reals — AUC and the
+    detection rate (TPR) at the model's validation threshold.
+
+    By default every dataset is pooled: a family's fakes against all test reals. `by` splits further:
+    "dataset" compares each dataset's fakes of a family with that dataset's own reals (a family can be
+    easy on one dataset and hard on another: the demo's audio-visual fakes are DFDC's only); any other
+    column of `videos` (e.g. "variant", see `artifact_families`) splits the fakes of a family.
+    """
+    by = tuple(by)
+    missing = [c for c in by if c not in videos.columns]
+    if missing:
+        raise KeyError(f"family_table: no column {missing} in the videos (columns: {list(videos.columns)})")
     v = videos[videos["split"] == split]
-    real = v[v["label"] == 0]
+    fake_keys = ["artifact"] + [c for c in by if c != "dataset"]
+    scopes = v.groupby("dataset", sort=True) if "dataset" in by else [(None, v)]
     rows = []
-    for fam in sorted(set(v.loc[v["label"] == 1, "artifact"])):
-        g = pd.concat([real, v[(v["label"] == 1) & (v["artifact"] == fam)]])
-        for model, t in thresholds.items():
-            m = binary_metrics(g["label"], g[model], t)
-            rows.append({"model": model, "artifact": fam, "n_fake": m["n_fake"], "n_real": m["n_real"],
-                         "auc": m["auc"], "detection_rate": m["tpr"]})
+    for ds, scope in scopes:
+        real = scope[scope["label"] == 0]
+        for key, fakes in scope[scope["label"] == 1].groupby(fake_keys, sort=True, dropna=False):
+            g = pd.concat([real, fakes])
+            where = ({"dataset": ds} if "dataset" in by else {}) | dict(zip(fake_keys, key))
+            for model, t in thresholds.items():
+                m = binary_metrics(g["label"], g[model], t)
+                rows.append({"model": model, **where, "n_fake": m["n_fake"], "n_real": m["n_real"],
+                             "auc": m["auc"], "detection_rate": m["tpr"]})
     return pd.DataFrame(rows)
 
 
