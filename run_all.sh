@@ -45,16 +45,31 @@ parallel=$(sed -n 4p <<<"$plan")      # train.parallel_models: stage notebooks o
 nb_out="$out_dir/notebooks"
 mkdir -p "$nb_out"
 
+# A kernel that dies before it answers has run no cell, so starting it again is safe. With parallel
+# notebooks this happens: two kernels starting at once can be handed the same free TCP port, and one
+# fails with zmq's "Address already in use" (seen in stage 4 of a demo run, an hour in).
+KERNEL_START_TRIES=3
+KERNEL_DIED="Kernel died before replying to kernel_info"
+
 run_notebook() {  # run_notebook NOTEBOOK OUTPUT_NAME [papermill args...]
-  local nb="$1" name="$2"; shift 2
+  local nb="$1" name="$2" try; shift 2
   echo "== $name ($profile)"
-  if ! papermill "$nb" "$nb_out/$name.ipynb" -p profile "$profile" "$@" --cwd "$repo/notebooks" \
-       --log-output --no-progress-bar >"$nb_out/$name.log" 2>&1; then
+  for (( try = 1; ; try++ )); do
+    if papermill "$nb" "$nb_out/$name.ipynb" -p profile "$profile" "$@" --cwd "$repo/notebooks" \
+         --log-output --no-progress-bar >"$nb_out/$name.log" 2>&1; then
+      return 0
+    fi
+    if (( try < KERNEL_START_TRIES )) && grep -qF "$KERNEL_DIED" "$nb_out/$name.log"; then
+      mv "$nb_out/$name.log" "$nb_out/$name.kernel-start-$try.log"
+      echo "== $name ($profile): its kernel did not start (${name}.kernel-start-$try.log); starting it again"
+      sleep $(( try * 2 ))
+      continue
+    fi
     tail -n 30 "$nb_out/$name.log" >&2
     echo "run_all: $name failed on profile $profile; the executed notebook is $nb_out/$name.ipynb" >&2
     echo "run_all: finished work is kept; re-running ./run_all.sh $profile resumes from here" >&2
     exit 1
-  fi
+  done
 }
 
 for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do

@@ -18,6 +18,13 @@ STAGES = "02_stage1_faceforensics=stage1 03_stage2_celebdf=stage2 04_stage3_wild
 FAKE_PAPERMILL = """#!/usr/bin/env bash
 name=$(basename "$2" .ipynb)
 echo "start $name ${OMP_NUM_THREADS:-unset}" >> "$FAKE_LOG"
+if [[ "$name" == "$FAKE_KERNEL_DIES" ]]; then   # its kernel fails to start FAKE_KERNEL_TIMES times
+  n=$(grep -c "^start $name " "$FAKE_LOG")
+  if (( n <= FAKE_KERNEL_TIMES )); then
+    echo "zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:33569')"
+    echo "RuntimeError: Kernel died before replying to kernel_info"; echo "end $name" >> "$FAKE_LOG"; exit 1
+  fi
+fi
 if [[ " $FAKE_SLOW " == *" $name "* ]]; then sleep 2; else sleep 0.2; fi
 echo "end $name" >> "$FAKE_LOG"
 if [[ "$name" == "$FAKE_FAIL" ]]; then echo "boom in $name"; exit 3; fi
@@ -43,7 +50,7 @@ def chain(tmp_path):
     _executable(bin_dir / "papermill", FAKE_PAPERMILL)
     log = tmp_path / "calls.log"
 
-    def run(models="ll bg av", parallel=1, fail="", slow="", plan_rc=0):
+    def run(models="ll bg av", parallel=1, fail="", slow="", plan_rc=0, kernel_dies="", kernel_times=0):
         plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n"
         if plan_rc:  # the planning step fails: 3 = the package is not importable, 1 = bad params
             body = f"echo 'error: planning failed' >&2\nexit {plan_rc}"
@@ -51,7 +58,8 @@ def chain(tmp_path):
             body = f"printf '%s' '{plan}'"
         _executable(bin_dir / "python", f"#!/usr/bin/env bash\ncat >/dev/null\n{body}\n")
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log),
-               "FAKE_FAIL": fail, "FAKE_SLOW": slow}
+               "FAKE_FAIL": fail, "FAKE_SLOW": slow, "FAKE_KERNEL_DIES": kernel_dies,
+               "FAKE_KERNEL_TIMES": str(kernel_times)}
         env.pop("OMP_NUM_THREADS", None)
         log.write_text("")
         proc = subprocess.run(["bash", str(repo / "run_all.sh"), "demo"], env=env, capture_output=True,
@@ -133,6 +141,26 @@ def test_a_failure_among_parallel_notebooks_lets_the_others_end_then_stops(chain
     assert "02_stage1_faceforensics__bg" in ended  # the running neighbour was waited for, not orphaned
     assert not any(n.startswith("03_") for n in _started(events))
     assert "02_stage1_faceforensics__av" not in _started(events)  # no new work after a failure
+
+
+def test_a_kernel_that_did_not_start_is_started_again(chain):
+    run, out = chain
+    # two kernels starting at once can race for one TCP port; the loser runs no cell
+    proc, events = run(parallel=2, kernel_dies="05_stage4_dfdc__av", kernel_times=2)
+    assert proc.returncode == 0, proc.stderr
+    assert _started(events).count("05_stage4_dfdc__av") == 3
+    assert "05_stage4_dfdc__av (demo): its kernel did not start" in proc.stdout
+    assert (out / "notebooks" / "05_stage4_dfdc__av.kernel-start-1.log").is_file()
+    assert "06_evaluation" in _started(events)
+
+
+def test_a_kernel_that_never_starts_stops_the_chain_after_three_tries(chain):
+    run, out = chain
+    proc, events = run(kernel_dies="03_stage2_celebdf__bg", kernel_times=99)
+    assert proc.returncode == 1
+    assert _started(events).count("03_stage2_celebdf__bg") == 3
+    assert "03_stage2_celebdf__bg failed on profile demo" in proc.stderr and "kernel_info" in proc.stderr
+    assert not any(n.startswith("04_") for n in _started(events))
 
 
 def test_a_failed_plan_stops_before_any_notebook_and_says_why(chain):
