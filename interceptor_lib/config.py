@@ -88,6 +88,10 @@ class StageParams:
     epochs: int = 1                  # for dfdc: epochs per chunk
     lr: float = 1e-4                 # new layers; pretrained layers get lr * train.pretrained_lr_ratio
     loss: str = "ce"                 # ce | weighted_ce | focal
+    # Draw real and fake videos equally often (default). The class weights of weighted_ce and focal
+    # follow the draws: 1 : 1 on balanced draws, inverse class frequency with balanced: false (natural
+    # draws, the imbalance countered by the loss alone). Replay needs balanced draws.
+    balanced: bool = True
     chunk_order: list[int] | None = None  # dfdc: chunks in training order (None: most to least balanced)
     samples_per_epoch: int | None = None  # this stage's balanced draws per epoch (None: train.samples_per_epoch)
     # Share of each epoch's draws taken from the training videos of the earlier stages (and of the
@@ -335,6 +339,9 @@ def _check(p: Params, check_paths: bool) -> None:
             raise ParamsError(f"params key 'train.stages.{name}.dataset' must be one of {sorted(INDEXERS)}, got {st.dataset!r}")
         if not 0.0 <= st.replay < 1.0:
             raise ParamsError(f"params key 'train.stages.{name}.replay' is a share in [0, 1), got {st.replay!r}")
+        if st.replay and not st.balanced:
+            raise ParamsError(f"params key 'train.stages.{name}.replay' needs balanced draws; "
+                              f"train.stages.{name}.balanced is false")
         if st.loss not in ("ce", "weighted_ce", "focal"):
             raise ParamsError(f"params key 'train.stages.{name}.loss' must be ce, weighted_ce or focal, got {st.loss!r}")
     owned = sorted(set(p.train.model_config) & {"backbone", "pretrained", "weights", "trainable_stages"})

@@ -102,3 +102,12 @@ def test_augment_and_trainable_stages_params():
         load_params("demo", overrides={"train.augment.p_blur": 1.5})
     with pytest.raises(ParamsError, match="jpeg_quality"):
         load_params("demo", overrides={"train.augment.jpeg_quality": [90, 60]})
+
+
+def test_stage_balanced_draws_reach_the_trainer_and_replay_needs_them():
+    from interceptor_lib.training.stages import train_config
+    p = load_params("demo", overrides={"train.stages.stage4.balanced": False, "train.stages.stage4.replay": 0.0})
+    assert train_config(p, p.train.stages["stage4"]).balanced_sampling is False
+    assert train_config(p, p.train.stages["stage1"]).balanced_sampling is True
+    with pytest.raises(ParamsError, match="stage4.replay' needs balanced draws"):
+        load_params("demo", overrides={"train.stages.stage4.balanced": False})

@@ -265,3 +265,25 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     Trainer(full, *toy_data(), TOY_CFG, tmp_path / "full", progress=False).fit()
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("loss", ["weighted_ce", "focal"])
+def test_class_weights_are_not_applied_on_top_of_balanced_draws(tmp_path, loss):
+    """The toy set holds 1 real : 2 fakes. Balanced draws make the batches 1 : 1 in expectation, so the
+    class-weighted losses must weigh both classes alike; inverse-frequency weights on top of them
+    counted a real twice as much as a fake (4-6 times on the real datasets)."""
+    train, val = toy_data()
+    assert np.bincount(train.labels).tolist() == [8, 16]
+    t = Trainer(model(), train, val, dataclasses.replace(TOY_CFG, loss=loss), tmp_path, progress=False)
+    w = t.loss_fn.weight if loss == "weighted_ce" else t.loss_fn.alpha
+    assert w.tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_natural_draws_get_inverse_frequency_weights(tmp_path):
+    """With balanced draws off (train.stages.<name>.balanced: false) the loss alone counters the
+    imbalance: 1 real : 2 fakes gives weights 1.5 and 0.75."""
+    train, val = toy_data()
+    cfg = dataclasses.replace(TOY_CFG, loss="weighted_ce", balanced_sampling=False)
+    t = Trainer(model(), train, val, cfg, tmp_path, progress=False)
+    assert t.loss_fn.weight.tolist() == pytest.approx([1.5, 0.75])
+    assert t.sampler.base.weights is None

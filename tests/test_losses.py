@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from interceptor_lib.data.datasets import BalancedSampler
 from interceptor_lib.training.losses import FocalLoss, build_loss, class_weights
 
 
@@ -34,6 +35,19 @@ def test_class_weights_balance_the_classes():
     assert (w[0] * 10).item() == pytest.approx((w[1] * 50).item())  # equal total weight per class
     with pytest.raises(ValueError, match="every class"):
         class_weights([1, 1, 1])
+
+
+def test_class_weights_follow_the_draws_not_the_items():
+    """Balanced draws already counter the imbalance: weights from the sampler's draw weights are 1 per
+    class (also with a replay stratum), and a sampler that draws 3 fakes per real gets the same weights
+    as a set of 1 real : 3 fakes drawn uniformly."""
+    labels = np.array([0] * 10 + [1] * 50)
+    assert class_weights(labels, draw_weights=BalancedSampler(labels).weights).tolist() == pytest.approx([1.0, 1.0])
+    strata = np.array([0] * 5 + [1] * 5 + [0] * 40 + [1] * 10)
+    replayed = BalancedSampler(labels, strata=strata, shares=[0.5, 0.5]).weights
+    assert class_weights(labels, draw_weights=replayed).tolist() == pytest.approx([1.0, 1.0])
+    skewed = np.where(labels == 1, 3.0 / 50, 1.0 / 10)
+    assert class_weights(labels, draw_weights=skewed).tolist() == pytest.approx(class_weights([0, 1, 1, 1]).tolist())
 
 
 def test_weighted_ce_and_label_smoothing():

@@ -112,16 +112,19 @@ class Trainer:
         self.model.to(self.device)
         if cfg.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
-        self.loss_fn = build_loss(cfg.loss, train_set.labels if cfg.loss != "ce" else None,
-                                  cfg.focal_gamma, cfg.label_smoothing).to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(
             model, lr_pretrained=cfg.lr * cfg.pretrained_lr_ratio, wd_pretrained=cfg.weight_decay_pretrained,
             lr_new=cfg.lr, wd_new=cfg.weight_decay))
         # Same seeded draw on every rank, each taking its rank-strided share (all of it for one process).
         self.sampler = distributed.ShardedSampler(
             BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
-                            balanced=cfg.balanced_sampling, **_replay_strata(train_set, cfg.replay)),
+                            balanced=cfg.balanced_sampling, **_replay_strata(train_set, cfg.replay, cfg.balanced_sampling)),
             self.rank, self.world_size)
+        # Class weights for the classes as drawn: balanced draws already counter the dataset's imbalance
+        # (weighting a real 4-6 times a fake on top of them pushed every stage-2 to 4 model towards "real").
+        self.loss_fn = build_loss(cfg.loss, train_set.labels if cfg.loss != "ce" else None,
+                                  cfg.focal_gamma, cfg.label_smoothing,
+                                  draw_weights=self.sampler.base.weights).to(self.device)
         if len(self.sampler) < cfg.batch_size:
             per = f" per process ({self.sampler.base.num_samples} over {self.world_size})" \
                 if self.world_size > 1 else ""
@@ -376,10 +379,15 @@ def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
-def _replay_strata(train_set, replay: float) -> dict:
+def _replay_strata(train_set, replay: float, balanced: bool = True) -> dict:
     """BalancedSampler arguments that give the replayed items (stratum 1) `replay` of the draws;
-    none when the set has no strata (every item then counts as this stage's)."""
+    none when the set has no strata (every item then counts as this stage's), or when the draws are
+    natural (not balanced) and nothing is to be replayed."""
     strata = getattr(train_set, "strata", None)
+    if not balanced:
+        if replay:
+            raise ValueError(f"replay ({replay}) needs balanced draws (balanced_sampling is off)")
+        return {}
     if strata is None:
         return {}
     if not 0.0 <= replay < 1.0:

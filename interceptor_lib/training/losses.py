@@ -2,7 +2,10 @@
 
 Stage defaults (params, not code): stage 1 cross-entropy, stage 2 focal loss, stage 4 weighted
 cross-entropy. Class weights counter the 1 real : 4-6 fakes of every dataset, which made the
-earlier attempt call almost everything fake (5.8% of real videos recognised).
+earlier attempt call almost everything fake (5.8% of real videos recognised) -- the imbalance of
+what the model is trained on, i.e. of the sampler's draws: the trainer passes the sampler's
+per-item draw weights, so that class-balanced draws get weight 1 per class and the imbalance is not
+corrected twice (inverse-frequency weights on balanced batches weigh a real 4-6 times a fake).
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def class_weights(labels, num_classes: int = 2) -> torch.Tensor:
+def class_weights(labels, num_classes: int = 2, draw_weights=None) -> torch.Tensor:
     """Inverse-frequency weights normalised so that a balanced set gets 1.0 per class:
-    w_c = N / (num_classes * N_c)."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    w_c = N / (num_classes * N_c). With `draw_weights` (each item's relative chance of being drawn,
+    e.g. a class-balanced sampler's), N_c is the expected share of draws of class c instead of the
+    count of items, so that balanced draws give 1.0 per class."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes,
+                         weights=None if draw_weights is None else np.asarray(draw_weights, dtype=np.float64)
+                         ).astype(np.float64)
     if (counts == 0).any():
         raise ValueError(f"class weights need every class present; counts = {counts.tolist()}")
     return torch.tensor(counts.sum() / (num_classes * counts), dtype=torch.float32)
@@ -44,15 +51,16 @@ class FocalLoss(nn.Module):
         return per_class.sum(1).mean()
 
 
-def build_loss(name: str, labels=None, gamma: float = 2.0, label_smoothing: float = 0.0) -> nn.Module:
-    """'ce' (cross-entropy), 'weighted_ce' (class weights from `labels`) or 'focal' (class-weighted
-    when `labels` are given)."""
+def build_loss(name: str, labels=None, gamma: float = 2.0, label_smoothing: float = 0.0,
+               draw_weights=None) -> nn.Module:
+    """'ce' (cross-entropy), 'weighted_ce' (class weights from `labels`, and the items' `draw_weights`
+    when the training draws are not uniform) or 'focal' (class-weighted when `labels` are given)."""
     if name == "ce":
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     if name == "weighted_ce":
         if labels is None:
             raise ValueError("weighted_ce needs the training labels to compute class weights")
-        return nn.CrossEntropyLoss(weight=class_weights(labels), label_smoothing=label_smoothing)
+        return nn.CrossEntropyLoss(weight=class_weights(labels, draw_weights=draw_weights), label_smoothing=label_smoothing)
     if name == "focal":
-        return FocalLoss(gamma, class_weights(labels) if labels is not None else None, label_smoothing)
+        return FocalLoss(gamma, class_weights(labels, draw_weights=draw_weights) if labels is not None else None, label_smoothing)
     raise ValueError(f"unknown loss {name!r}; choose ce, weighted_ce or focal")

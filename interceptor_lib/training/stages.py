@@ -137,7 +137,8 @@ def train_config(params, stage_params) -> TrainConfig:
         samples_per_epoch=t.samples_per_epoch if stage_params.samples_per_epoch is None else stage_params.samples_per_epoch,
         amp=t.amp, num_workers=t.num_workers, seed=params.seed,
         keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
-        checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule, replay=stage_params.replay)
+        checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule, replay=stage_params.replay,
+        balanced_sampling=stage_params.balanced)
 
 
 def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dict:
