@@ -118,7 +118,8 @@ class Trainer:
         # Same seeded draw on every rank, each taking its rank-strided share (all of it for one process).
         self.sampler = distributed.ShardedSampler(
             BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
-                            balanced=cfg.balanced_sampling, **_replay_strata(train_set, cfg.replay, cfg.balanced_sampling)),
+                            balanced=cfg.balanced_sampling,
+                            **_replay_strata(train_set, cfg.replay, cfg.balanced_sampling)),
             self.rank, self.world_size)
         # Class weights for the classes as drawn: balanced draws already counter the dataset's imbalance
         # (weighting a real 4-6 times a fake on top of them pushed every stage-2 to 4 model towards "real").

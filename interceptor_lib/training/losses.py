@@ -57,10 +57,11 @@ def build_loss(name: str, labels=None, gamma: float = 2.0, label_smoothing: floa
     when the training draws are not uniform) or 'focal' (class-weighted when `labels` are given)."""
     if name == "ce":
         return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    weights = class_weights(labels, draw_weights=draw_weights) if labels is not None else None
     if name == "weighted_ce":
-        if labels is None:
+        if weights is None:
             raise ValueError("weighted_ce needs the training labels to compute class weights")
-        return nn.CrossEntropyLoss(weight=class_weights(labels, draw_weights=draw_weights), label_smoothing=label_smoothing)
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     if name == "focal":
-        return FocalLoss(gamma, class_weights(labels, draw_weights=draw_weights) if labels is not None else None, label_smoothing)
+        return FocalLoss(gamma, weights, label_smoothing)
     raise ValueError(f"unknown loss {name!r}; choose ce, weighted_ce or focal")
