@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 
 from interceptor_lib.evaluation.bias import (artifact_variant, blockiness, calibration_table, class_bias,
                                              condition_bins, condition_table, family_table,
-                                             own_family_check)
+                                             own_family_check, perceivable_rates, reads_audio)
 from interceptor_lib.evaluation.calibration import ece
 from interceptor_lib.evaluation.metrics import choose_threshold
 from interceptor_lib.evaluation.pipeline import (ENSEMBLE, META, add_ensemble, cross_dataset_table, model_thresholds,
@@ -511,6 +511,29 @@ def test_own_family_check_marks_whether_each_specialist_wins_its_family():
     assert not out.loc["bg", "beats_others"]
     alone = own_family_check(fams[fams["artifact"] == "lighting"].iloc[:1]).iloc[0]
     assert alone["best_other"] is None and alone["beats_others"]
+
+
+def test_perceivable_rates_leave_audio_only_fakes_out_for_models_that_do_not_read_audio():
+    # one dataset with audio: 4 reals, 2 compression fakes, 4 lip-sync fakes; a val row must be ignored
+    rows = [("r", 0, "none")] * 4 + [("c", 1, "compression")] * 2 + [("a", 1, "av_sync")] * 4
+    v = pd.DataFrame({"video_id": [f"{k}{i}" for i, (k, _, _) in enumerate(rows)], "split": "test", "dataset": "dfdc",
+                      "label": [y for _, y, _ in rows], "artifact": [a for _, _, a in rows]})
+    v["cm"] = [0.1, 0.2, 0.3, 0.9] + [0.8, 0.7] + [0.1, 0.1, 0.9, 0.1]   # sees compression; one real over 0.5
+    v["av"] = [0.1] * 4 + [0.2, 0.2] + [0.9, 0.9, 0.9, 0.1]
+    v["ensemble"] = [0.1] * 4 + [0.9, 0.2] + [0.9, 0.2, 0.2, 0.2]
+    v = pd.concat([v, v.iloc[:1].assign(split="val", label=1, artifact="compression", cm=0.0)], ignore_index=True)
+    out = perceivable_rates(v, {"cm": 0.5, "av": 0.5, "ensemble": 0.5}).set_index("model")
+    assert (out["n_real"] == 4).all() and (out["n_fake"] == 6).all()
+    cm, av, ens = out.loc["cm"], out.loc["av"], out.loc["ensemble"]
+    assert cm["tnr"] == 0.75 and cm["tpr"] == pytest.approx(3 / 6)
+    assert cm["n_fake_perceivable"] == 2 and cm["tpr_perceivable"] == 1.0     # the lip-sync fakes left out
+    assert av["n_fake_perceivable"] == 6 and av["tpr_perceivable"] == av["tpr"] == pytest.approx(3 / 6)
+    assert ens["n_fake_perceivable"] == 6 and ens["tpr_perceivable"] == pytest.approx(2 / 6)  # av is a member
+    alone = perceivable_rates(v, {"cm": 0.5, "ensemble": 0.5}).set_index("model")
+    assert alone.loc["ensemble", "n_fake_perceivable"] == 2   # no member hears the audio
+    assert reads_audio("av") and not reads_audio("tm") and not reads_audio("ll") and not reads_audio("nope")
+    with pytest.raises(KeyError, match="artifact"):
+        perceivable_rates(v.drop(columns="artifact"), {"cm": 0.5})
 
 
 # ---------------------------------------------------------------------------- reuse of saved predictions

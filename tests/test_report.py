@@ -42,6 +42,21 @@ def test_markdown_from_results_csv(tmp_path):
             in results_markdown(params))
 
 
+def test_markdown_adds_the_perceivable_rates_where_they_differ(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
+    _results(tmp_path)
+    assert "inputs can show" not in results_markdown(params)   # no notebook 07 table: nothing added
+    rows = [{"model": m, "dataset": d, "n_fake": 20, "tpr": 0.5,
+             "n_fake_perceivable": 16 if (d == "dfdc" and m == "ll") else 20,
+             "tpr_perceivable": 0.625 if (d == "dfdc" and m == "ll") else 0.5}
+            for m in ("ll", "ensemble") for d in ("ffpp", "dfdc")]
+    pd.DataFrame(rows).to_csv(tmp_path / "eval" / "perceivable_rates.csv", index=False)
+    md = results_markdown(params)
+    table = md[md.index("inputs can show"):]
+    assert "| model | DFDC (test) |" in table and "FF++" not in table   # only where a count differs
+    assert "| ll | 0.625 (10 / 16) |" in table and "| ensemble | 0.500 (10 / 20) |" in table
+
+
 def test_update_readme_replaces_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# T\n\n## Results\n{BEGIN}\nold\n{END}\n\n## After\n")

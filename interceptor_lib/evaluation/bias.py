@@ -19,6 +19,9 @@ from interceptor_lib.evaluation.metrics import binary_metrics, has_both_classes
 SPECIALIST_FAMILY = {"ll": "low_light", "bg": "lighting", "cm": "compression", "rr": "resolution",
                      "tm": "temporal", "av": "av_sync"}
 CONDITIONS = ("brightness", "blockiness", "sharpness", "motion", "has_audio")
+# Demo families whose fakes differ from their original only against the audio track: the av_sync fake's
+# mouth follows another (or a shifted) voice, every frame and clip on its own is a plausible real one.
+AUDIO_ONLY_FAMILIES = ("av_sync",)
 
 
 def class_bias(videos: pd.DataFrame, thresholds: dict[str, float], split: str = "test") -> pd.DataFrame:
@@ -207,6 +210,44 @@ def family_table(videos: pd.DataFrame, thresholds: dict[str, float], split: str 
                 m = binary_metrics(g["label"], g[model], t)
                 rows.append({"model": model, **where, "n_fake": m["n_fake"], "n_real": m["n_real"],
                              "auc": m["auc"], "detection_rate": m["tpr"]})
+    return pd.DataFrame(rows)
+
+
+def reads_audio(model: str, models: list[str] | tuple[str, ...] = ()) -> bool:
+    """Whether `model` reads the audio track: a registered model by its registry entry; "ensemble"
+    when any of `models` (its members) does. Unknown names do not."""
+    from interceptor_lib.models.registry import list_models, model_entry
+
+    if model == "ensemble":
+        return any(reads_audio(m) for m in models if m != "ensemble")
+    return model in list_models() and model_entry(model).reads_audio
+
+
+def perceivable_rates(videos: pd.DataFrame, thresholds: dict[str, float], split: str = "test") -> pd.DataFrame:
+    """Per model x dataset at the model's validation threshold: the fake-detection rate (TPR) over all
+    fakes and over the fakes its inputs can show — without the audio-only families
+    (`AUDIO_ONLY_FAMILIES`) for a model that does not read audio (`reads_audio`) — and the TNR.
+
+    `videos`: `artifact_families` output (an "artifact" column). The demo's DFDC is the one dataset
+    with audio, so there a frame or clip model's TPR over all fakes is capped by the share of
+    audio-visual fakes; the second rate says how it does on what it can see."""
+    if "artifact" not in videos.columns:
+        raise KeyError("perceivable_rates needs the 'artifact' column of artifact_families(params, videos)")
+    v = videos[videos["split"] == split]
+    models = list(thresholds)
+    rows = []
+    for ds, g in v.groupby("dataset", sort=True):
+        y = g["label"].to_numpy()
+        audio_only = g["artifact"].isin(AUDIO_ONLY_FAMILIES).to_numpy() & (y == 1)
+        for model, t in thresholds.items():
+            fake = g[model].to_numpy() >= t
+            seen = (y == 1) if reads_audio(model, models) else (y == 1) & ~audio_only
+            rows.append({"model": model, "dataset": ds, "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()),
+                         "tnr": float((~fake[y == 0]).mean()) if (y == 0).any() else np.nan,
+                         "tpr": float(fake[y == 1].mean()) if (y == 1).any() else np.nan,
+                         "n_fake_perceivable": int(seen.sum()),
+                         "tpr_perceivable": float(fake[seen].mean()) if seen.any() else np.nan,
+                         "threshold": t})
     return pd.DataFrame(rows)
 
 

@@ -57,6 +57,7 @@ def results_markdown(params) -> str:
     n = r.groupby("dataset")[["n_real", "n_fake"]].first()
     lines += ["", "Test videos (real / fake): " + ", ".join(
         f"{DATASET_NAMES.get(d, d)} {int(n.loc[d, 'n_real'])} / {int(n.loc[d, 'n_fake'])}" for d in sets if d in n.index) + "."]
+    lines += perceivable_markdown(out / "perceivable_rates.csv", models, sets)
     ens = Path(params.output_dir) / "ensemble" / "ensemble.json"
     if ens.is_file():
         doc = json.loads(ens.read_text())
@@ -67,6 +68,31 @@ def results_markdown(params) -> str:
             w = f"{w} (videos without audio); {wa} (videos with audio)"
         lines += [f"Ensemble weights (fitted on validation): {w}; threshold {doc['threshold']:.3f}."]
     return "\n".join(lines)
+
+
+def perceivable_markdown(path: Path, models: list[str], sets: list[str]) -> list[str]:
+    """Lines for notebook 07's perceivable_rates.csv (demo corpus only; [] when absent): each model's
+    fake-detection rate over the fakes its inputs can show, on the test sets where that differs from
+    all fakes (the demo's DFDC, whose audio-visual fakes no model without audio can see)."""
+    if not path.is_file():
+        return []
+    p = pd.read_csv(path)
+    differ = [d for d in sets if (p.loc[p["dataset"] == d, "n_fake_perceivable"] < p.loc[p["dataset"] == d, "n_fake"]).any()]
+    if not differ:
+        return []
+    cell = {(m, d): row for (m, d), row in p.set_index(["model", "dataset"]).iterrows()}
+
+    def fmt(row) -> str:
+        k = round(row["tpr_perceivable"] * row["n_fake_perceivable"])
+        return f"{_fmt(row['tpr_perceivable'])} ({k} / {int(row['n_fake_perceivable'])})"
+
+    lines = ["", "Fake-detection rate at the same thresholds over the fakes a model's inputs can show: a model "
+             "that does not read the audio cannot see the audio-visual fakes (a mouth that follows another or a "
+             f"shifted voice), so they are left out of its count (`eval/{path.name}`, notebook 07):", "",
+             "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in differ) + " |", "|---|" + "---|" * len(differ)]
+    for m in models:
+        lines.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in differ) + " |")
+    return lines
 
 
 def update_readme(readme: str | Path, markdown: str) -> None:

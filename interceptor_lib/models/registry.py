@@ -42,6 +42,7 @@ class ModelEntry:
     input_kind: str  # "image": batch["image"] (B, 3, H, W); "clip": batch["clip"] (B, T, 3, H, W)
     group: str  # "specialist" (one of the six) or "baseline" (seed 003/004 detectors, Xception)
     summary: str
+    reads_audio: bool = False  # also reads batch["audio"] (the audio-visual specialist)
 
     def make_config(self, **kwargs) -> Any:
         """The entry's config with `kwargs` applied; an unknown key raises ModelConfigError naming it."""
@@ -56,8 +57,10 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, config: type, input_kind: str, group: str, summary: str = ""):
-    """Decorator adding a builder `fn(cfg) -> nn.Module` to the registry under `name`."""
+def register_model(name: str, *, config: type, input_kind: str, group: str, summary: str = "",
+                   reads_audio: bool = False):
+    """Decorator adding a builder `fn(cfg) -> nn.Module` to the registry under `name`; `reads_audio`:
+    the model also reads batch["audio"] (what it can perceive, e.g. for notebook 07)."""
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
     if group not in GROUPS:
@@ -69,7 +72,8 @@ def register_model(name: str, *, config: type, input_kind: str, group: str, summ
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice ({_REGISTRY[name].builder} and {fn})")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelEntry(name, fn, config, input_kind, group, summary or (doc[0] if doc else ""))
+        _REGISTRY[name] = ModelEntry(name, fn, config, input_kind, group, summary or (doc[0] if doc else ""),
+                                    reads_audio)
         return fn
 
     return decorate

@@ -193,5 +193,5 @@ class AudioVisualModule(nn.Module):
         return torch.cat([lips.mean(1), out], 1)  # (B, 49, g, g)
 
 
-register_specialist("av", AudioVisualModule, input_kind="clip", config=AudioVisualConfig,
+register_specialist("av", AudioVisualModule, input_kind="clip", config=AudioVisualConfig, reads_audio=True,
                     summary="audio-visual: mouth features, lip-audio correlation, voice spectrum, audio dynamics")

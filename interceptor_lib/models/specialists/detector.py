@@ -98,12 +98,13 @@ class SpecialistDetector(DetectorBase):
 
 
 def register_specialist(name: str, module_factory, *, input_kind: str = "image",
-                        config: type = SpecialistConfig, summary: str = ""):
+                        config: type = SpecialistConfig, summary: str = "", reads_audio: bool = False):
     """Register specialist `name` built from `module_factory(pixels, cfg)`."""
 
     def build(cfg):
         return SpecialistDetector(cfg, module_factory, input_kind)
 
     build.__name__ = name
-    register_model(name, config=config, input_kind=input_kind, group="specialist", summary=summary)(build)
+    register_model(name, config=config, input_kind=input_kind, group="specialist", summary=summary,
+                   reads_audio=reads_audio)(build)
     return module_factory
