@@ -92,7 +92,7 @@ def perceivable_markdown(path: Path, models: list[str], sets: list[str]) -> list
              "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in differ) + " |", "|---|" + "---|" * len(differ)]
     for m in models:
         lines.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in differ) + " |")
-    return lines
+    return lines + [""]  # a paragraph after a table needs a blank line
 
 
 def update_readme(readme: str | Path, markdown: str) -> None:
