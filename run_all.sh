@@ -16,7 +16,7 @@ export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
 plan=$(python - "$profile" <<'PY'
 import sys
 try:
-    from interceptor_lib.config import STAGE_NAMES, load_params, start_order
+    from interceptor_lib.config import STAGE_NAMES, load_params, stale_stages_message, start_order
     from interceptor_lib.errors import InterceptorError
 except ImportError as e:
     print(f"error: cannot import interceptor_lib ({e}); install the requirements first: "
@@ -26,6 +26,10 @@ try:
     p = load_params(sys.argv[1])
 except InterceptorError as e:
     sys.exit(f"error: {e}")
+stale = stale_stages_message(p)   # finished stages are skipped: they must match the params
+if stale:
+    print(f"error: {stale}", file=sys.stderr)
+    sys.exit(4)
 print(p.output_dir)
 print(" ".join(start_order(p.train.models, p.train.parallel_models)))  # slowest first when parallel
 print(" ".join(f"{n}={s}" for s, n in STAGE_NAMES.items()))
@@ -33,7 +37,7 @@ print(p.train.parallel_models)
 PY
 ) || { rc=$?
   case $rc in
-    3) ;;   # the package is not importable: said above
+    3|4) ;;   # the package is not importable, or finished stages do not match the params: said above
     127) echo "run_all: no 'python' on PATH; activate the environment that has the requirements" >&2 ;;
     *) echo "run_all: params/$profile.yaml is not valid (see above)" >&2 ;;
   esac

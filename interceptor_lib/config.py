@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import json
 import os
 import types
 import typing
@@ -29,6 +30,49 @@ PROFILE_ENV = "INTERCEPTOR_PROFILE"
 #: Notebook of each progressive-training stage, in chain order.
 STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf",
                "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}  # lets nbval run the notebooks on the smoke profile
+
+
+def done_record(params, model: str, stage: str) -> dict | None:
+    """The done.json of a finished stage of `model`, from this run's outputs (runs/<model>/<stage>/)
+    or else from train.previous_outputs (an earlier session's, attached read-only); None if neither."""
+    for root in (params.output_dir, params.train.previous_outputs):
+        path = Path(root) / "runs" / model / stage / "done.json" if root else None
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def changed_stage_settings(params, model: str, stage: str) -> dict[str, tuple]:
+    """The train.stages.<stage> settings that a finished stage of `model` was trained with and that
+    differ from `params` now, as {key: (recorded, now)}; {} when the stage has not finished. Only keys
+    its done.json records are compared (one written before a key existed is not flagged for it)."""
+    done = done_record(params, model, stage)
+    recorded = (done or {}).get("stage_params") or {}
+    if not recorded or stage not in params.train.stages:
+        return {}
+    now = json.loads(json.dumps(dataclasses.asdict(params.train.stages[stage])))  # as done.json holds it
+    return {k: (recorded[k], now[k]) for k in sorted(recorded.keys() & now.keys()) if recorded[k] != now[k]}
+
+
+def stale_stages_message(params, models: list[str] | None = None, stages: list[str] | None = None) -> str | None:
+    """A message naming every finished stage (of `models` x `stages`, default: all of params) that was
+    trained with other stage settings than `params` give now, and what to do; None when there is none.
+    A re-run skips finished stages, so without this their results would pass for the new settings'."""
+    lines, first = [], None
+    order = list(params.train.stages)
+    for model in params.train.models if models is None else models:
+        for stage in order if stages is None else stages:
+            diff = changed_stage_settings(params, model, stage)
+            if diff:
+                lines.append(f"  runs/{model}/{stage}: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+                first = stage if first is None or order.index(stage) < order.index(first) else first
+    if not lines:
+        return None
+    return ("finished stages were trained with other settings than params/" + f"{params.profile}.yaml gives now "
+            "(train.stages.<stage>: recorded -> now):\n" + "\n".join(lines) + "\n"
+            f"A re-run would skip them and report their results as these settings'. To train them again, delete "
+            f"those stage folders and the later stages of the same models under {params.output_dir}/runs/ "
+            f"(e.g. rm -r {params.output_dir}/runs/*/{first} and the stages after it); or set the params back.")
 
 
 def start_order(models: list[str], parallel: int = 1) -> list[str]:

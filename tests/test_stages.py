@@ -3,6 +3,7 @@ finished stage, the `train` command, and a stage launched under torchrun (2 CPU 
 
 import json
 import os
+from dataclasses import asdict
 import sys
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from media import face_frames, write_video
 
 from interceptor_lib.cli import main as cli_main
-from interceptor_lib.config import load_params
+from interceptor_lib.config import changed_stage_settings, load_params, stale_stages_message
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.table import make_table, write_table
 from interceptor_lib.errors import InterceptorError, ParamsError
@@ -51,6 +52,27 @@ def test_finished_stages_are_found_here_or_in_previous_outputs(tmp_path):
     assert previous_best(params, "ll", "stage2") == d / "checkpoints" / "epoch-001"
     summary = run_stage(params, "ll", "stage1")  # already done in the earlier session: skipped
     assert summary["skipped"]
+
+
+def test_a_finished_stage_trained_with_other_settings_is_not_skipped_silently(tmp_path):
+    old = tmp_path / "old_session"
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path / "new"), "train.previous_outputs": str(old),
+                                             "train.stages.stage2.epochs": 2}, check_paths=False)
+    sp = json.loads(json.dumps(asdict(params.train.stages["stage2"])))
+    d = run_dir(params, "ll", "stage2", old)   # an earlier session's stage 2, trained with 1 epoch
+    d.mkdir(parents=True)
+    (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": {**sp, "epochs": 1}}))
+    assert changed_stage_settings(params, "ll", "stage2") == {"epochs": (1, 2)}
+    assert changed_stage_settings(params, "ll", "stage1") == {}   # not finished: nothing to compare
+    msg = stale_stages_message(params)
+    assert "runs/ll/stage2: epochs 1 -> 2" in msg and "rm -r" in msg and "stage1" not in msg
+    with pytest.raises(InterceptorError, match="epochs 1 -> 2"):
+        run_stage(params, "ll", "stage2")
+    # same settings (and a key the old done.json did not record yet): skipped as before
+    rec = {k: v for k, v in sp.items() if k != "balanced"}
+    (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": rec}))
+    assert stale_stages_message(params) is None
+    assert run_stage(params, "ll", "stage2")["skipped"]
 
 
 # --- a real (tiny) stage: index + face-crop cache of 6 FF++ and 6 Celeb-DF videos, 32 px faces ------

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interceptor_lib.config import STAGE_NAMES
+from interceptor_lib.config import STAGE_NAMES, done_record, stale_stages_message
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
@@ -63,10 +63,17 @@ def run_dir(params, model_name: str, stage: str, root: str | Path | None = None)
 
 def finished(params, model_name: str, stage: str) -> dict | None:
     """The done.json of a finished stage, from this run's outputs or the previous session's."""
-    for root in (params.output_dir, params.train.previous_outputs):
-        if root and (run_dir(params, model_name, stage, root) / DONE).is_file():
-            return json.loads((run_dir(params, model_name, stage, root) / DONE).read_text())
-    return None
+    return done_record(params, model_name, stage)
+
+
+def finished_as_configured(params, model_name: str, stage: str) -> dict | None:
+    """`finished`, for skipping the stage: raises an InterceptorError (naming the settings and what to
+    do) when the finished stage was trained with other train.stages.<stage> settings than `params`."""
+    done = finished(params, model_name, stage)
+    stale = stale_stages_message(params, [model_name], [stage]) if done is not None else None
+    if stale:
+        raise InterceptorError(stale)
+    return done
 
 
 def previous_best(params, model_name: str, stage: str) -> Path | None:
@@ -150,7 +157,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
         raise InterceptorError(f"unknown model {model_name!r}; models: {list_models()}")
     if stage not in params.train.stages:
         raise InterceptorError(f"params have no train.stages.{stage}; stages configured: {list(params.train.stages)}")
-    done = finished(params, model_name, stage)
+    done = finished_as_configured(params, model_name, stage)
     if done is not None:
         return {**done, "skipped": True}
     sp = params.train.stages[stage]
@@ -279,7 +286,7 @@ def launch_stage(params, model_name: str, stage: str, params_file: str | Path | 
         return run_stage(params, model_name, stage, progress)
     if model_name not in list_models():
         raise InterceptorError(f"unknown model {model_name!r}; models: {list_models()}")
-    done = finished(params, model_name, stage)
+    done = finished_as_configured(params, model_name, stage)
     if done is not None:
         return {**done, "skipped": True}
     rdir = run_dir(params, model_name, stage)
