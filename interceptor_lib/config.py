@@ -32,21 +32,25 @@ STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf
                "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}  # lets nbval run the notebooks on the smoke profile
 
 
+DONE_FILE = "done.json"  # what a finished (model, stage) leaves in runs/<model>/<stage>/
+
+
 def done_record(params, model: str, stage: str) -> dict | None:
     """The done.json of a finished stage of `model`, from this run's outputs (runs/<model>/<stage>/)
     or else from train.previous_outputs (an earlier session's, attached read-only); None if neither."""
     for root in (params.output_dir, params.train.previous_outputs):
-        path = Path(root) / "runs" / model / stage / "done.json" if root else None
+        path = Path(root) / "runs" / model / stage / DONE_FILE if root else None
         if path is not None and path.is_file():
             return json.loads(path.read_text())
     return None
 
 
-def changed_stage_settings(params, model: str, stage: str) -> dict[str, tuple]:
+def changed_stage_settings(params, model: str, stage: str, done: dict | None = None) -> dict[str, tuple]:
     """The train.stages.<stage> settings that a finished stage of `model` was trained with and that
     differ from `params` now, as {key: (recorded, now)}; {} when the stage has not finished. Only keys
-    its done.json records are compared (one written before a key existed is not flagged for it)."""
-    done = done_record(params, model, stage)
+    its done.json records are compared (one written before a key existed is not flagged for it).
+    `done`: that done.json when the caller has read it already."""
+    done = done_record(params, model, stage) if done is None else done
     recorded = (done or {}).get("stage_params") or {}
     if not recorded or stage not in params.train.stages:
         return {}
@@ -54,20 +58,20 @@ def changed_stage_settings(params, model: str, stage: str) -> dict[str, tuple]:
     return {k: (recorded[k], now[k]) for k in sorted(recorded.keys() & now.keys()) if recorded[k] != now[k]}
 
 
-def stale_stages_message(params, models: list[str] | None = None, stages: list[str] | None = None) -> str | None:
-    """A message naming every finished stage (of `models` x `stages`, default: all of params) that was
-    trained with other stage settings than `params` give now, and what to do; None when there is none.
-    A re-run skips finished stages, so without this their results would pass for the new settings'."""
-    lines, first = [], None
+def stale_stages_message(params, changed: dict[tuple[str, str], dict] | None = None) -> str | None:
+    """A message naming every finished stage trained with other stage settings than `params` give
+    now, and what to do; None when there is none. `changed`: {(model, stage): changed_stage_settings}
+    (default: every model x stage of params). A re-run skips finished stages, so without this their
+    results would pass for the new settings'."""
     order = list(params.train.stages)
-    for model in params.train.models if models is None else models:
-        for stage in order if stages is None else stages:
-            diff = changed_stage_settings(params, model, stage)
-            if diff:
-                lines.append(f"  runs/{model}/{stage}: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
-                first = stage if first is None or order.index(stage) < order.index(first) else first
-    if not lines:
+    if changed is None:
+        changed = {(m, s): changed_stage_settings(params, m, s) for m in params.train.models for s in order}
+    changed = {k: d for k, d in changed.items() if d}
+    if not changed:
         return None
+    lines = [f"  runs/{m}/{s}: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in d.items())
+             for (m, s), d in changed.items()]
+    first = min((s for _, s in changed), key=order.index)
     return ("finished stages were trained with other settings than params/" + f"{params.profile}.yaml gives now "
             "(train.stages.<stage>: recorded -> now):\n" + "\n".join(lines) + "\n"
             f"A re-run would skip them and report their results as these settings'. To train them again, delete "

@@ -36,7 +36,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interceptor_lib.config import STAGE_NAMES, done_record, stale_stages_message
+from interceptor_lib.config import (DONE_FILE, STAGE_NAMES, changed_stage_settings, done_record,
+                                    stale_stages_message)
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
@@ -47,7 +48,7 @@ from interceptor_lib.training.budget import SESSION_START_ENV, RunBudget
 from interceptor_lib.training.checkpoint import checkpoint_bytes, export_weights, load_checkpoint
 from interceptor_lib.training.engine import Trainer, TrainConfig
 
-DONE = "done.json"
+DONE = DONE_FILE
 EXPORT = "best-fp16"                      # the stage's fp16 weights-only export, next to done.json
 LAUNCH_PARAMS = "launch_params.yaml"      # the params snapshot a torchrun launch reads
 STATUS_ENV = "INTERCEPTOR_STATUS_FILE"    # where `train` records its InterceptorError for launch_stage
@@ -70,9 +71,9 @@ def finished_as_configured(params, model_name: str, stage: str) -> dict | None:
     """`finished`, for skipping the stage: raises an InterceptorError (naming the settings and what to
     do) when the finished stage was trained with other train.stages.<stage> settings than `params`."""
     done = finished(params, model_name, stage)
-    stale = stale_stages_message(params, [model_name], [stage]) if done is not None else None
-    if stale:
-        raise InterceptorError(stale)
+    changed = changed_stage_settings(params, model_name, stage, done) if done is not None else {}
+    if changed:
+        raise InterceptorError(stale_stages_message(params, {(model_name, stage): changed}))
     return done
 
 
