@@ -234,19 +234,16 @@ def perceivable_rates(videos: pd.DataFrame, thresholds: dict[str, float], split:
     if "artifact" not in videos.columns:
         raise KeyError("perceivable_rates needs the 'artifact' column of artifact_families(params, videos)")
     v = videos[videos["split"] == split]
-    models = list(thresholds)
+    hears = {m: reads_audio(m, list(thresholds)) for m in thresholds}
     rows = []
     for ds, g in v.groupby("dataset", sort=True):
-        y = g["label"].to_numpy()
-        audio_only = g["artifact"].isin(AUDIO_ONLY_FAMILIES).to_numpy() & (y == 1)
+        fakes = g[g["label"] == 1]
         for model, t in thresholds.items():
-            fake = g[model].to_numpy() >= t
-            seen = (y == 1) if reads_audio(model, models) else (y == 1) & ~audio_only
-            rows.append({"model": model, "dataset": ds, "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()),
-                         "tnr": float((~fake[y == 0]).mean()) if (y == 0).any() else np.nan,
-                         "tpr": float(fake[y == 1].mean()) if (y == 1).any() else np.nan,
-                         "n_fake_perceivable": int(seen.sum()),
-                         "tpr_perceivable": float(fake[seen].mean()) if seen.any() else np.nan,
+            m = binary_metrics(g["label"], g[model], t)
+            seen = fakes if hears[model] else fakes[~fakes["artifact"].isin(AUDIO_ONLY_FAMILIES)]
+            rows.append({"model": model, "dataset": ds, "n_real": m["n_real"], "n_fake": m["n_fake"],
+                         "tnr": m["tnr"], "tpr": m["tpr"], "n_fake_perceivable": len(seen),
+                         "tpr_perceivable": float((seen[model] >= t).mean()) if len(seen) else np.nan,
                          "threshold": t})
     return pd.DataFrame(rows)
 

@@ -24,6 +24,15 @@ def _fmt(x: float) -> str:
     return "–" if pd.isna(x) else f"{x:.3f}"
 
 
+def _table(cell: dict, models: list[str], sets: list[str], fmt) -> list[str]:
+    """A models x test sets markdown table with fmt(cell[model, set]) per cell ("–" where a model lacks
+    a set)."""
+    out = ["| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |", "|---|" + "---|" * len(sets)]
+    for m in models:
+        out.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in sets) + " |")
+    return out
+
+
 def results_markdown(params) -> str:
     """Markdown tables from <output_dir>/eval/results.csv: the cross-dataset video AUC table (rows
     models, columns test sets) and real-/fake-detection rates at the validation threshold."""
@@ -42,11 +51,7 @@ def results_markdown(params) -> str:
         lines += [f"**Synthetic demo corpus (profile `{params.profile}`): these numbers test the pipeline; they say "
                   "nothing about accuracy on real deepfakes.**", ""]
     def table(fmt) -> list[str]:
-        """A models x test sets markdown table with fmt(row) per cell ("–" where a model lacks a set)."""
-        out = ["| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |", "|---|" + "---|" * len(sets)]
-        for m in models:
-            out.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in sets) + " |")
-        return out
+        return _table(cell, models, sets, fmt)
 
     lines += [f"Video-level AUC [bootstrap 95 % interval] per test set (profile `{params.profile}`, "
               f"`{path.relative_to(params.output_dir).as_posix()}`):", ""]
@@ -86,13 +91,10 @@ def perceivable_markdown(path: Path, models: list[str], sets: list[str]) -> list
         k = round(row["tpr_perceivable"] * row["n_fake_perceivable"])
         return f"{_fmt(row['tpr_perceivable'])} ({k} / {int(row['n_fake_perceivable'])})"
 
-    lines = ["", "Fake-detection rate at the same thresholds over the fakes a model's inputs can show: a model "
+    return (["", "Fake-detection rate at the same thresholds over the fakes a model's inputs can show: a model "
              "that does not read the audio cannot see the audio-visual fakes (a mouth that follows another or a "
-             f"shifted voice), so they are left out of its count (`eval/{path.name}`, notebook 07):", "",
-             "| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in differ) + " |", "|---|" + "---|" * len(differ)]
-    for m in models:
-        lines.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in differ) + " |")
-    return lines + [""]  # a paragraph after a table needs a blank line
+             f"shifted voice), so they are left out of its count (`eval/{path.name}`, notebook 07):", ""]
+            + _table(cell, models, differ, fmt) + [""])  # a paragraph after a table needs a blank line
 
 
 def update_readme(readme: str | Path, markdown: str) -> None:
