@@ -45,35 +45,92 @@ def done_record(params, model: str, stage: str) -> dict | None:
     return None
 
 
+#: train.* settings that do not change what a stage learns (where files are, how fast, what is kept);
+#: every other train.* setting, the stage's own, the seed and the crop settings are recorded in done.json
+RUN_ONLY_TRAIN_KEYS = ("models", "weights", "num_workers", "time_budget_h", "storage_budget_gb",
+                       "checkpoint_chunk_mb", "keep_last", "previous_outputs", "parallel_models", "stages")
+
+
+def stage_settings(params, stage: str) -> dict:
+    """What the result of `stage` depends on, as done.json records it ("settings"): {params key:
+    value} over seed, train.* (less RUN_ONLY_TRAIN_KEYS and file locations), train.stages.<stage>.*
+    and the preprocess keys that change the stored crops."""
+    train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RUN_ONLY_TRAIN_KEYS}
+    train["pretext"].pop("out")
+    flat = {"seed": params.seed}
+    for key, value in train.items():
+        if key in ("augment", "pretext"):
+            flat.update({f"train.{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[f"train.{key}"] = value
+    if stage in params.train.stages:
+        flat.update({f"train.stages.{stage}.{k}": v for k, v in dataclasses.asdict(params.train.stages[stage]).items()})
+    flat.update({f"preprocess.{k}": getattr(params.preprocess, k) for k in PreprocessParams.KEY_FIELDS
+                 if k != "detector_model"})  # a path; the detector itself is preprocess.detector
+    return json.loads(json.dumps(flat))  # as done.json holds it (tuples as lists, keys as strings)
+
+
+def _recorded_settings(done: dict, stage: str) -> dict:
+    if "settings" in done:
+        return done["settings"]
+    # done.json written before 2026-12-02 recorded train.stages.<stage> alone
+    return {f"train.stages.{stage}.{k}": v for k, v in (done.get("stage_params") or {}).items()}
+
+
 def changed_stage_settings(params, model: str, stage: str, done: dict | None = None) -> dict[str, tuple]:
-    """The train.stages.<stage> settings that a finished stage of `model` was trained with and that
-    differ from `params` now, as {key: (recorded, now)}; {} when the stage has not finished. Only keys
-    its done.json records are compared (one written before a key existed is not flagged for it).
-    `done`: that done.json when the caller has read it already."""
+    """The settings (stage_settings) that a finished stage of `model` was trained with and that differ
+    from `params` now, as {params key: (recorded, now)}; {} when the stage has not finished. Only keys
+    its done.json records are compared (one written before a key was recorded is not flagged for it).
+    `done`: that done.json (or a DFDC chunk's) when the caller has read it already."""
     done = done_record(params, model, stage) if done is None else done
-    recorded = (done or {}).get("stage_params") or {}
-    if not recorded or stage not in params.train.stages:
+    recorded = _recorded_settings(done or {}, stage)
+    if not recorded:
         return {}
-    now = json.loads(json.dumps(dataclasses.asdict(params.train.stages[stage])))  # as done.json holds it
+    now = stage_settings(params, stage)
     return {k: (recorded[k], now[k]) for k in sorted(recorded.keys() & now.keys()) if recorded[k] != now[k]}
 
 
-def stale_stages_message(params, changed: dict[tuple[str, str], dict] | None = None) -> str | None:
-    """A message naming every finished stage trained with other stage settings than `params` give
-    now, and what to do; None when there is none. `changed`: {(model, stage): changed_stage_settings}
-    (default: every model x stage of params). A re-run skips finished stages, so without this their
-    results would pass for the new settings'."""
-    order = list(params.train.stages)
-    if changed is None:
-        changed = {(m, s): changed_stage_settings(params, m, s) for m in params.train.models for s in order}
-    changed = {k: d for k, d in changed.items() if d}
+def changed_part_settings(params, model: str, stage: str) -> dict[str, dict[str, tuple]]:
+    """For a stage still in progress: its finished parts (DFDC chunks, runs/<model>/<stage>/<part>/
+    done.json in this run's outputs) trained with other settings than `params`, as {"runs/<model>/
+    <stage>/<part>": changed settings}. A resumed stage skips finished parts, so they must match too."""
+    rdir = Path(params.output_dir) / "runs" / model / stage
+    out = {}
+    for done in sorted(rdir.glob(f"*/{DONE_FILE}")):
+        changed = changed_stage_settings(params, model, stage, json.loads(done.read_text()))
+        if changed:
+            out[f"runs/{model}/{stage}/{done.parent.name}"] = changed
+    return out
+
+
+def stale_runs(params) -> dict[str, dict[str, tuple]]:
+    """{"runs/<model>/<stage>[/<part>]": changed settings} for every finished stage, or finished part of
+    an unfinished stage, of params' models trained with other settings than `params` give now."""
+    out = {}
+    for model in params.train.models:
+        for stage in params.train.stages:
+            done = done_record(params, model, stage)
+            if done is not None:
+                changed = changed_stage_settings(params, model, stage, done)
+                out.update({f"runs/{model}/{stage}": changed} if changed else {})
+            else:
+                out.update(changed_part_settings(params, model, stage))
+    return out
+
+
+def stale_stages_message(params, changed: dict[str, dict] | None = None) -> str | None:
+    """A message naming every finished stage (or DFDC chunk) trained with other settings than `params`
+    give now, and what to do; None when there is none. `changed`: {"runs/<model>/<stage>[/<part>]":
+    changed settings} (default: stale_runs). A re-run skips finished work, so without this its results
+    would pass for the new settings'."""
+    changed = {k: d for k, d in (stale_runs(params) if changed is None else changed).items() if d}
     if not changed:
         return None
-    lines = [f"  runs/{m}/{s}: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in d.items())
-             for (m, s), d in changed.items()]
-    first = min((s for _, s in changed), key=order.index)
+    lines = [f"  {run}: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in d.items()) for run, d in changed.items()]
+    order = list(params.train.stages)
+    first = min((run.split("/")[2] for run in changed), key=lambda s: order.index(s) if s in order else len(order))
     return ("finished stages were trained with other settings than params/" + f"{params.profile}.yaml gives now "
-            "(train.stages.<stage>: recorded -> now):\n" + "\n".join(lines) + "\n"
+            "(recorded -> now):\n" + "\n".join(lines) + "\n"
             f"A re-run would skip them and report their results as these settings'. To train them again, delete "
             f"those stage folders and the later stages of the same models under {params.output_dir}/runs/ "
             f"(e.g. rm -r {params.output_dir}/runs/*/{first} and the stages after it); or set the params back.")

@@ -12,7 +12,8 @@ import torch
 from media import face_frames, write_video
 
 from interceptor_lib.cli import main as cli_main
-from interceptor_lib.config import changed_stage_settings, load_params, stale_stages_message
+from interceptor_lib.config import (changed_stage_settings, load_params, stage_settings, stale_runs,
+                                    stale_stages_message)
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.table import make_table, write_table
 from interceptor_lib.errors import InterceptorError, ParamsError
@@ -61,11 +62,12 @@ def test_a_finished_stage_trained_with_other_settings_is_not_skipped_silently(tm
     sp = json.loads(json.dumps(asdict(params.train.stages["stage2"])))
     d = run_dir(params, "ll", "stage2", old)   # an earlier session's stage 2, trained with 1 epoch
     d.mkdir(parents=True)
+    # a done.json from before train-level settings were recorded: train.stages.<stage> alone
     (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": {**sp, "epochs": 1}}))
-    assert changed_stage_settings(params, "ll", "stage2") == {"epochs": (1, 2)}
+    assert changed_stage_settings(params, "ll", "stage2") == {"train.stages.stage2.epochs": (1, 2)}
     assert changed_stage_settings(params, "ll", "stage1") == {}   # not finished: nothing to compare
     msg = stale_stages_message(params)
-    assert "runs/ll/stage2: epochs 1 -> 2" in msg and "rm -r" in msg and "stage1" not in msg
+    assert "runs/ll/stage2: train.stages.stage2.epochs 1 -> 2" in msg and "rm -r" in msg and "stage1" not in msg
     with pytest.raises(InterceptorError, match="epochs 1 -> 2"):
         run_stage(params, "ll", "stage2")
     # same settings (and a key the old done.json did not record yet): skipped as before
@@ -73,6 +75,51 @@ def test_a_finished_stage_trained_with_other_settings_is_not_skipped_silently(tm
     (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": rec}))
     assert stale_stages_message(params) is None
     assert run_stage(params, "ll", "stage2")["skipped"]
+
+
+def test_train_level_and_crop_settings_of_a_finished_stage_are_compared_too(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
+    settings = stage_settings(params, "stage1")
+    # what a result depends on is recorded; where files are and how fast it runs are not
+    assert {"seed", "train.batch_size", "train.model_config", "train.augment.p_color", "train.stages.stage1.lr",
+            "preprocess.face_size"} <= settings.keys()
+    assert not {"train.num_workers", "train.keep_last", "train.weights", "train.pretext.out",
+                "train.stages.stage2.lr", "preprocess.workers"} & settings.keys()
+    d = run_dir(params, "ll", "stage1")
+    d.mkdir(parents=True)
+    face = params.preprocess.face_size * 2
+    recorded = {**settings, "train.batch_size": params.train.batch_size * 2, "preprocess.face_size": face}
+    (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "settings": recorded}))
+    assert changed_stage_settings(params, "ll", "stage1") == {
+        "preprocess.face_size": (face, params.preprocess.face_size),
+        "train.batch_size": (params.train.batch_size * 2, params.train.batch_size)}
+    with pytest.raises(InterceptorError, match=f"runs/ll/stage1: preprocess.face_size {face} -> "):
+        run_stage(params, "ll", "stage1")
+    assert "runs/ll/stage1: preprocess.face_size" in stale_stages_message(params)
+    # settings that do not change the result may differ
+    fast = load_params("smoke", overrides={"output_dir": str(tmp_path), "train.num_workers": 3, "train.keep_last": 5,
+                                           "preprocess.workers": 1, "train.batch_size": params.train.batch_size * 2,
+                                           "preprocess.face_size": face}, check_paths=False)
+    assert stale_stages_message(fast) is None
+
+
+def test_finished_dfdc_chunks_of_an_unfinished_stage_must_match_the_settings(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path), "train.stages.stage4.epochs": 2},
+                         check_paths=False)
+    settings = stage_settings(params, "stage4")
+    stage = run_dir(params, "tm", "stage4")
+    for name, epochs in (("chunk-03", 2), ("chunk-07", 1)):   # interrupted after two chunks, then edited
+        (stage / name).mkdir(parents=True)
+        (stage / name / DONE).write_text(json.dumps({"best": "x", "settings": {**settings,
+                                                                               "train.stages.stage4.epochs": epochs}}))
+    assert stale_runs(params) == {"runs/tm/stage4/chunk-07": {"train.stages.stage4.epochs": (1, 2)}}
+    msg = stale_stages_message(params)
+    assert "runs/tm/stage4/chunk-07: train.stages.stage4.epochs 1 -> 2" in msg and "chunk-03" not in msg
+    assert "runs/*/stage4" in msg
+    with pytest.raises(InterceptorError, match="chunk-07"):
+        run_stage(params, "tm", "stage4")   # would resume after the finished chunks: stops instead
+    (stage / DONE).write_text(json.dumps({"best": "x", "settings": settings}))
+    assert stale_runs(params) == {}   # the stage finished: its own done.json decides
 
 
 # --- a real (tiny) stage: index + face-crop cache of 6 FF++ and 6 Celeb-DF videos, 32 px faces ------
@@ -115,6 +162,8 @@ def stage1(stage_params):
 def test_a_finished_stage_leaves_an_fp16_export_recorded_in_done_json(stage_params, stage1):
     assert not stage1["skipped"] and stage1["history"]
     done = finished(stage_params, "ll", "stage1")
+    assert done["settings"] == stage_settings(stage_params, "stage1")   # what the staleness check compares
+    assert changed_stage_settings(stage_params, "ll", "stage1") == {}
     export = done["export"]
     assert export == stage1["export"] and export["path"] == str(run_dir(stage_params, "ll", "stage1") / EXPORT)
     assert export["source"] == done["best"] and export["dtype"] == "float16"

@@ -36,8 +36,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interceptor_lib.config import (DONE_FILE, STAGE_NAMES, changed_stage_settings, done_record,
-                                    stale_stages_message)
+from interceptor_lib.config import (DONE_FILE, STAGE_NAMES, changed_part_settings, changed_stage_settings,
+                                    done_record, stage_settings, stale_stages_message)
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
@@ -69,11 +69,16 @@ def finished(params, model_name: str, stage: str) -> dict | None:
 
 def finished_as_configured(params, model_name: str, stage: str) -> dict | None:
     """`finished`, for skipping the stage: raises an InterceptorError (naming the settings and what to
-    do) when the finished stage was trained with other train.stages.<stage> settings than `params`."""
+    do) when the finished stage, or a finished DFDC chunk of an unfinished one, was trained with other
+    settings (config.stage_settings) than `params`."""
     done = finished(params, model_name, stage)
-    changed = changed_stage_settings(params, model_name, stage, done) if done is not None else {}
+    if done is not None:
+        changed = changed_stage_settings(params, model_name, stage, done)
+        changed = {f"runs/{model_name}/{stage}": changed} if changed else {}
+    else:
+        changed = changed_part_settings(params, model_name, stage)
     if changed:
-        raise InterceptorError(stale_stages_message(params, {(model_name, stage): changed}))
+        raise InterceptorError(stale_stages_message(params, changed))
     return done
 
 
@@ -161,7 +166,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
     done = finished_as_configured(params, model_name, stage)
     if done is not None:
         return {**done, "skipped": True}
-    sp = params.train.stages[stage]
+    sp, settings = params.train.stages[stage], stage_settings(params, stage)
     init = previous_best(params, model_name, stage)  # fails first, naming the notebook to run
     table = crop_cache(params).usable(load_index(params))
     data = table[table["dataset"] == sp.dataset]
@@ -206,14 +211,15 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                     f"{model_name} {stage}{' ' + name if name else ''} stopped ({result.reason}) after saving "
                     f"{result.last}; re-run the same command (./run_all.sh {params.profile}) to resume from there")
             best = result.best or result.last
-            _write_done(rdir, {"best": str(best), "history": result.history.to_dict("records")})
+            _write_done(rdir, {"best": str(best), "history": result.history.to_dict("records"),
+                               "settings": settings})
             histories.append(result.history.assign(part=name or sp.dataset))
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     summary = {"model": model_name, "stage": stage, "dataset": sp.dataset, "best": str(best),
                "init": str(init) if init else None, "parts": [n for n, _ in parts],
                "skipped_parts": [n for n, r in parts if r["label"].nunique() < 2],
                "history": history.to_dict("records"), "seconds": round(time.perf_counter() - t0, 1),
-               "stage_params": asdict(sp)}
+               "stage_params": asdict(sp), "settings": settings}
     rdir = run_dir(params, model_name, stage)
     summary["export"] = distributed.run_on_main(
         lambda: export_best(best, rdir, {"model_name": model_name, "stage": stage}) if best else None)
