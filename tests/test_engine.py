@@ -20,6 +20,7 @@ from media import face_frames, write_video
 from interceptor_lib.data.cache import PreprocessParams, build_cache
 from interceptor_lib.data.datasets import FrameDataset, build_transform
 from interceptor_lib.data.table import make_table
+from interceptor_lib.errors import InterceptorError
 from interceptor_lib.models import create_model, trainable_stages
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.engine import Trainer, TrainConfig
@@ -136,6 +137,18 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, data):
     assert second.status == "done"
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+def test_a_run_stopped_mid_way_does_not_resume_with_other_training_settings(tmp_path, data):
+    train, val = data
+    first = Trainer(model(), train, val, CFG, tmp_path, budget=StopAfter(2), progress=False).fit()
+    assert first.status == "stopped"
+    with pytest.raises(InterceptorError, match="epochs 2 -> 5, lr 0.001 -> 0.5"):
+        Trainer(model(), train, val, dataclasses.replace(CFG, lr=0.5, epochs=5), tmp_path, progress=False).fit()
+    assert load_checkpoint(first.last)["progress"]["step_in_epoch"] == 2   # nothing lost: still resumable
+    # where it runs and what it keeps may change: it resumes and finishes
+    moved = dataclasses.replace(CFG, keep_last=5, num_workers=0, checkpoint_chunk_mb=1)
+    assert Trainer(model(), train, val, moved, tmp_path, progress=False).fit().status == "done"
 
 
 def test_the_same_config_trains_alike_whatever_the_callers_rng_state(tmp_path):

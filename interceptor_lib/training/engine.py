@@ -26,6 +26,7 @@ same step; every rank's RNG state is saved, so a DDP run also resumes exactly.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import time
@@ -41,6 +42,7 @@ from tqdm.auto import tqdm
 
 from interceptor_lib import __version__
 from interceptor_lib.data.datasets import BalancedSampler
+from interceptor_lib.errors import InterceptorError
 from interceptor_lib.evaluation.metrics import aggregate_videos, binary_metrics
 from interceptor_lib.models.freezing import ProgressiveUnfreezing, param_groups
 from interceptor_lib.training import distributed
@@ -81,6 +83,20 @@ class TrainConfig:
     # e.g. {0: 0, 2: 1, 4: 2}; must say what happens from epoch 0. None: keep the model's own setting.
     unfreeze_schedule: dict[int, int | None] | None = None
     find_unused_parameters: bool | None = None  # DDP only; None: only for models that may skip a branch (av)
+
+
+#: TrainConfig fields a run may resume with changed: where and how fast it runs, what is kept
+RESUMABLE_CHANGES = ("num_workers", "keep_last", "storage_budget_gb", "storage_root", "checkpoint_chunk_mb",
+                     "channels_last", "find_unused_parameters")
+
+
+def _changed_settings(saved: dict | None, cfg: TrainConfig) -> dict[str, tuple]:
+    """{field: (saved, now)} of the TrainConfig fields outside RESUMABLE_CHANGES that differ between a
+    checkpoint's config and `cfg` (fields the checkpoint predates are not compared)."""
+    if not saved:
+        return {}
+    saved, now = json.loads(json.dumps(saved)), json.loads(json.dumps(dataclasses.asdict(cfg)))
+    return {k: (saved[k], now[k]) for k in now if k in saved and k not in RESUMABLE_CHANGES and saved[k] != now[k]}
 
 
 @dataclass
@@ -171,8 +187,16 @@ class Trainer:
         if latest is None:
             return False
         s = load_checkpoint(latest, map_location="cpu")
+        if "optimizer" in s:  # (a weights-only fallback save restarts the stage from its weights)
+            changed = _changed_settings(s.get("config", {}).get("train"), self.cfg)
+            if changed:
+                raise InterceptorError(
+                    f"{latest} was saved mid-run with other training settings than this run's (saved -> now: "
+                    + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()) + "); resuming would "
+                    f"train the rest of the run with other settings than its start. To train it again with "
+                    f"these settings delete {self.run_dir}, or set the params back to resume it.")
         self.model.load_state_dict(s["model"])
-        if "optimizer" not in s:  # a weights-only fallback save: restart the stage from these weights
+        if "optimizer" not in s:
             return True
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
