@@ -103,19 +103,19 @@ def changed_part_settings(params, model: str, stage: str) -> dict[str, dict[str,
     return out
 
 
+def stale_stage(params, model: str, stage: str, done: dict | None) -> dict[str, dict[str, tuple]]:
+    """{"runs/<model>/<stage>[/<part>]": changed settings} for the stage when it finished (`done`, its
+    done.json) with other settings than `params` give now, else for its finished parts."""
+    if done is None:
+        return changed_part_settings(params, model, stage)
+    changed = changed_stage_settings(params, model, stage, done)
+    return {f"runs/{model}/{stage}": changed} if changed else {}
+
+
 def stale_runs(params) -> dict[str, dict[str, tuple]]:
-    """{"runs/<model>/<stage>[/<part>]": changed settings} for every finished stage, or finished part of
-    an unfinished stage, of params' models trained with other settings than `params` give now."""
-    out = {}
-    for model in params.train.models:
-        for stage in params.train.stages:
-            done = done_record(params, model, stage)
-            if done is not None:
-                changed = changed_stage_settings(params, model, stage, done)
-                out.update({f"runs/{model}/{stage}": changed} if changed else {})
-            else:
-                out.update(changed_part_settings(params, model, stage))
-    return out
+    """stale_stage over every model x stage of params."""
+    return {run: changed for model in params.train.models for stage in params.train.stages
+            for run, changed in stale_stage(params, model, stage, done_record(params, model, stage)).items()}
 
 
 def stale_stages_message(params, changed: dict[str, dict] | None = None) -> str | None:

@@ -36,8 +36,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interceptor_lib.config import (DONE_FILE, STAGE_NAMES, changed_part_settings, changed_stage_settings,
-                                    done_record, stage_settings, stale_stages_message)
+from interceptor_lib.config import (DONE_FILE, STAGE_NAMES, done_record, stage_settings, stale_stage,
+                                    stale_stages_message)
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
@@ -72,11 +72,7 @@ def finished_as_configured(params, model_name: str, stage: str) -> dict | None:
     do) when the finished stage, or a finished DFDC chunk of an unfinished one, was trained with other
     settings (config.stage_settings) than `params`."""
     done = finished(params, model_name, stage)
-    if done is not None:
-        changed = changed_stage_settings(params, model_name, stage, done)
-        changed = {f"runs/{model_name}/{stage}": changed} if changed else {}
-    else:
-        changed = changed_part_settings(params, model_name, stage)
+    changed = stale_stage(params, model_name, stage, done)
     if changed:
         raise InterceptorError(stale_stages_message(params, changed))
     return done
