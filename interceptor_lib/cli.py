@@ -140,6 +140,18 @@ def _cmd_report(a) -> int:
     return 0
 
 
+def _cmd_plan(a) -> int:
+    """Print the plan of the whole chain (interceptor_lib.plan); exit 1 when it does not fit."""
+    from interceptor_lib.config import load_params
+    from interceptor_lib.plan import default_sizes, format_plan, make_plan
+
+    params = load_params(a.profile, a.params, check_paths=False)  # plans without the data present
+    sizes = a.sizes or default_sizes(params) or "published"
+    plan = make_plan(params, sizes)
+    print(json.dumps(plan.to_dict(), indent=1) if a.json else format_plan(plan))
+    return 0 if plan.fits else 1
+
+
 def _parse_option(text: str):
     if "=" not in text:
         raise InterceptorError(f"--option expects KEY=VALUE, got {text!r}")
@@ -207,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overrides", metavar="JSON", help='dotted params keys, e.g. \'{"train.batch_size": 8}\'')
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("plan", help="the plan of the whole chain in Kaggle sessions: hours, GB, sessions "
+                                     "(exit 1 when it does not fit)")
+    s.add_argument("--profile", help="profile name in params/ (default: demo)")
+    s.add_argument("--params", help="path of a params file instead of a profile name")
+    s.add_argument("--json", action="store_true", help="print the plan as one JSON document")
+    s.add_argument("--sizes", choices=["published", "data"],
+                   help="dataset sizes: the published ones, or the index table of a prepared run "
+                        "(<output_dir>/index/all.csv); default: data when that table exists")
+    s.set_defaults(func=_cmd_plan)
 
     for name, func, text in (("prepare", _cmd_prepare, "generate (demo), index and cache faces for a profile"),
                              ("params", _cmd_params, "validate a params profile and print it resolved")):

@@ -24,6 +24,7 @@ from interceptor_lib import REPO_ROOT
 from interceptor_lib.data.cache import PreprocessParams
 from interceptor_lib.data.crops_file import IMAGE_FORMATS
 from interceptor_lib.errors import InterceptorError, ParamsError
+from interceptor_lib.paths import DONE_FILE, RunPaths
 
 PARAMS_DIR = REPO_ROOT / "params"
 PROFILE_ENV = "INTERCEPTOR_PROFILE"
@@ -32,17 +33,11 @@ STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf
                "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}  # lets nbval run the notebooks on the smoke profile
 
 
-DONE_FILE = "done.json"  # what a finished (model, stage) leaves in runs/<model>/<stage>/
-
-
-def done_record(params, model: str, stage: str) -> dict | None:
-    """The done.json of a finished stage of `model`, from this run's outputs (runs/<model>/<stage>/)
-    or else from train.previous_outputs (an earlier session's, attached read-only); None if neither."""
-    for root in (params.output_dir, params.train.previous_outputs):
-        path = Path(root) / "runs" / model / stage / DONE_FILE if root else None
-        if path is not None and path.is_file():
-            return json.loads(path.read_text())
-    return None
+def done_record(params, model: str, stage: str, part: str = "") -> dict | None:
+    """The done.json of a finished stage (or DFDC chunk `part`) of `model`, from this run's outputs
+    or else from train.previous_outputs (earlier sessions', attached read-only), its checkpoint
+    paths re-rooted to where they are now; None if none has it."""
+    return RunPaths.of(params).find_done(model, stage, part)[0]
 
 
 #: train.* settings that do not change what a stage learns (where files are, how fast, what is kept);
@@ -92,14 +87,17 @@ def changed_stage_settings(params, model: str, stage: str, done: dict | None = N
 
 def changed_part_settings(params, model: str, stage: str) -> dict[str, dict[str, tuple]]:
     """For a stage still in progress: its finished parts (DFDC chunks, runs/<model>/<stage>/<part>/
-    done.json in this run's outputs) trained with other settings than `params`, as {"runs/<model>/
-    <stage>/<part>": changed settings}. A resumed stage skips finished parts, so they must match too."""
-    rdir = Path(params.output_dir) / "runs" / model / stage
-    out = {}
-    for done in sorted(rdir.glob(f"*/{DONE_FILE}")):
-        changed = changed_stage_settings(params, model, stage, json.loads(done.read_text()))
-        if changed:
-            out[f"runs/{model}/{stage}/{done.parent.name}"] = changed
+    done.json in this run's outputs or an attached earlier session's) trained with other settings than
+    `params`, as {"runs/<model>/<stage>/<part>": changed settings}. A resumed stage skips finished
+    parts, so they must match too."""
+    paths, out = RunPaths.of(params), {}
+    for root in reversed(paths.roots):  # this run's own record of a part wins
+        for done in sorted(paths.run_dir(model, stage, root=root).glob(f"*/{DONE_FILE}")):
+            changed = changed_stage_settings(params, model, stage, json.loads(done.read_text()))
+            key = f"runs/{model}/{stage}/{done.parent.name}"
+            out.pop(key, None)
+            if changed:
+                out[key] = changed
     return out
 
 
@@ -251,13 +249,25 @@ class TrainParams:
     pretrained_lr_ratio: float = 0.1    # pretrained layers at lr x ratio (differential learning rates)
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
-    samples_per_epoch: int = 0          # balanced draws per epoch; 0 = the number of training items
+    # Balanced draws per epoch; 0 = items_per_video x the stage's (DFDC chunk's) training videos.
+    samples_per_epoch: int = 0
+    # Draws per training video and epoch when samples_per_epoch is 0: a frame (image models) or a clip
+    # (clip models), a fresh random one each epoch. Consecutive frames of one video are near-duplicates,
+    # so an epoch of every cached frame (32 per video) costs 32x for little more; over the epochs the
+    # draws still cover a video's frames.
+    items_per_video: int = 1
+    # Items scored per validation video after each epoch (evenly spaced frames, or clips); 0 = every
+    # cached one. Selection stays on validation videos; this bounds its cost (DFDC: ~2,400 videos).
+    val_items_per_video: int = 0
     amp: str = "auto"                   # auto | off | fp16 | bf16 (CUDA only)
     time_budget_h: float | None = None  # stop (resumably) before the session ends (Kaggle: 11.5 of 12 h)
     storage_budget_gb: float | None = None  # checkpoints + outputs under output_dir (Kaggle: 20)
     checkpoint_chunk_mb: float = 100
     keep_last: int = 2
-    previous_outputs: str | None = None  # read-only outputs of an earlier session to continue from
+    # Earlier sessions' output folders, attached read-only (Kaggle: /kaggle/input/<name>/...), newest
+    # first: finished stages, interrupted stages' checkpoints and caches are found there; a single
+    # folder may be given as a string. Nothing is ever written inside them.
+    previous_outputs: list[str] | None = None
     # Which validation videos choose each stage's best checkpoint: "stage" = the stage's own dataset;
     # "seen" = every dataset trained so far (this stage's and the earlier stages'), so a checkpoint
     # that forgot the earlier datasets is not picked. Test videos are never used.
@@ -274,6 +284,32 @@ class TrainParams:
 
 
 @dataclass
+class PlanParams:
+    """`python -m interceptor_lib plan` (interceptor_lib.plan): throughput and size figures for planning
+    the real-data chain before any work. A figure measured by a run (interceptor_lib.throughput, in
+    output_dir or train.previous_outputs) replaces the one given here."""
+
+    cpu_cores: int = 4               # Kaggle's 4 vCPUs: preprocessing runs at most this many workers at once
+    # Per dataset [original, fake]: CPU-seconds to preprocess one video. Fakes reuse their original's
+    # face boxes, so they only decode; WildDeepfake is PNG face sequences, no detection.
+    cpu_s_per_video: dict[str, list[float]] = field(default_factory=lambda: {
+        "ffpp": [12.5, 1.7], "celebdf": [6.0, 1.2], "wilddeepfake": [0.5, 0.5], "dfdc": [13.2, 2.9]})
+    # MB of cache per video at 224 px JPEG q95 with 32 frames + 4 clips x 8 (scaled for other settings)
+    cache_mb_per_video: dict[str, float] = field(default_factory=lambda: {
+        "ffpp": 1.0, "celebdf": 0.8, "wilddeepfake": 0.6, "dfdc": 1.0})
+    train_images_per_s: float = 120.0  # per GPU at 224 px, AMP, T4, EfficientNet-B4 fwd+bwd (50-70 at 380 px)
+    eval_images_per_s: float = 360.0   # per GPU, forward only: about 3x training
+    gpus: int = 2                    # Kaggle's T4 x2, trained with DDP
+    ddp_efficiency: float = 0.9      # share of N x one GPU's throughput that DDP over N GPUs keeps
+    session_overhead_h: float = 0.25  # per GPU session: install, attach inputs, load models
+    weekly_gpu_quota_h: float = 30.0  # Kaggle's weekly GPU quota (it floats around 30 h)
+    # fp32 weights in MB per model at efficientnet_b4 (python -m interceptor_lib.models.size_report)
+    model_mb: dict[str, float] = field(default_factory=lambda: {
+        "ll": 98.5, "bg": 93.6, "av": 94.6, "cm": 92.8, "rr": 92.0, "tm": 95.2,
+        "effnet_b4": 74.6, "xception": 83.5, "dual_stream_v3": 14.3})
+
+
+@dataclass
 class Params:
     profile: str
     description: str = ""
@@ -285,6 +321,7 @@ class Params:
     preprocess: PreprocessParams = field(default_factory=PreprocessParams)
     inspection: InspectionParams = field(default_factory=InspectionParams)
     train: TrainParams = field(default_factory=TrainParams)
+    plan: PlanParams = field(default_factory=PlanParams)
 
     @property
     def out(self) -> Path:
@@ -310,6 +347,9 @@ def load_params(profile: str | None = None, path: str | Path | None = None, over
         for k in parents:
             node = node.setdefault(k, {})
         node[last] = value
+    prev = (raw.get("train") or {}).get("previous_outputs") if isinstance(raw.get("train"), dict) else None
+    if isinstance(prev, str):  # one attached folder may be given as a string
+        raw["train"]["previous_outputs"] = [prev]
     params = _build(Params, raw, "")
     _resolve(params)
     _check(params, check_paths)
@@ -317,6 +357,10 @@ def load_params(profile: str | None = None, path: str | Path | None = None, over
 
 
 def _read_with_extends(path: Path, seen: tuple) -> dict:
+    """The mapping of params file `path` merged over the file it `extends` (recursively). `extends:
+    <name>` is looked up beside `path` first, then in params/ (so a params file anywhere can extend a
+    profile); the asking file itself is skipped, so `my/kaggle.yaml` may extend the kaggle profile.
+    `seen`: the resolved files asking so far (a cycle is an error)."""
     if not path.is_file():
         avail = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
         raise ParamsError(f"params file {path} not found; profiles in {PARAMS_DIR}: {avail}")
@@ -329,9 +373,20 @@ def _read_with_extends(path: Path, seen: tuple) -> dict:
     base = data.pop("extends", None)
     if base is None:
         return data
-    if base in seen:
-        raise ParamsError(f"{path}: 'extends' cycle through {base!r}")
-    parent = _read_with_extends(path.parent / f"{base}.yaml", seen + (base,))
+    if not isinstance(base, str) or not base:
+        raise ParamsError(f"{path}: 'extends' must name a profile (e.g. extends: kaggle), got {base!r}")
+    here = path.resolve()
+    fname = base if base.endswith((".yaml", ".yml")) else f"{base}.yaml"
+    places = list(dict.fromkeys(d / fname for d in (path.parent, PARAMS_DIR)))
+    found = next((c for c in places if c.is_file() and c.resolve() != here), None)
+    if found is None:
+        avail = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
+        looked = ", ".join(str(c) for c in places)
+        raise ParamsError(f"{path}: 'extends: {base}' names no params file; looked for {looked}; "
+                          f"profiles in {PARAMS_DIR}: {avail}")
+    if found.resolve() in seen + (here,):
+        raise ParamsError(f"{path}: 'extends' cycle through {base!r} ({found})")
+    parent = _read_with_extends(found, seen + (here,))
     parent.pop("profile", None)
     return _merge(parent, data)
 
@@ -398,14 +453,26 @@ def _resolve(p: Params) -> None:
     ctx["demo_data"] = p.demo_data.out
     p.preprocess.cache_dir = p.preprocess.cache_dir.format(**ctx)
     p.train.pretext.out = p.train.pretext.out.format(**ctx)
+    if p.train.previous_outputs:
+        p.train.previous_outputs = [d.format(**ctx) for d in p.train.previous_outputs]
+        p.train.pretext.out = _attached_copy(p.train.pretext.out, p.output_dir, p.train.previous_outputs)
     if p.train.pretext.steps > 0 and p.train.weights is None:
         p.train.weights = p.train.pretext.out  # made by notebook 00 (training.pretext), before any stage
-    for attr in ("weights", "previous_outputs"):
-        if getattr(p.train, attr):
-            setattr(p.train, attr, getattr(p.train, attr).format(**ctx))
+    if p.train.weights:
+        p.train.weights = p.train.weights.format(**ctx)
     for d in p.datasets.values():
         d.root = d.root.format(**ctx)
         d.options = {k: v.format(**ctx) if isinstance(v, str) else v for k, v in d.options.items()}
+
+
+def _attached_copy(path: str, output_dir: str, previous: list[str]) -> str:
+    """`path` (a file under output_dir) or, when this run has not made it, the same file in the first
+    attached earlier output that has it (e.g. the pretext backbone a first session trained)."""
+    p, out = Path(path), Path(output_dir)
+    if p.is_file() or not p.is_relative_to(out):
+        return path
+    rel = p.relative_to(out)
+    return next((str(Path(d) / rel) for d in previous if (Path(d) / rel).is_file()), path)
 
 
 def _check(p: Params, check_paths: bool) -> None:
@@ -457,6 +524,11 @@ def _check(p: Params, check_paths: bool) -> None:
             model_entry(name).make_config(**p.train.model_config)
         except Exception as e:  # ModelConfigError or a config's own check (e.g. hidden vs dropout)
             raise ParamsError(f"params key 'train.model_config': {e}") from None
+    if p.train.items_per_video < 1:
+        raise ParamsError(f"params key 'train.items_per_video' must be >= 1, got {p.train.items_per_video!r}")
+    if p.train.val_items_per_video < 0:
+        raise ParamsError(f"params key 'train.val_items_per_video' must be >= 0 (0 = every cached item), "
+                          f"got {p.train.val_items_per_video!r}")
     if p.train.parallel_models < 1:
         raise ParamsError(f"params key 'train.parallel_models' must be >= 1, got {p.train.parallel_models!r}")
     if p.train.select_on not in ("stage", "seen"):
@@ -471,8 +543,14 @@ def _check(p: Params, check_paths: bool) -> None:
                           f"(got pretrained={p.train.pretrained}, weights={p.train.weights!r})")
     if check_paths and p.train.weights and p.train.weights != pt.out and not Path(p.train.weights).is_file():
         raise ParamsError(f"params key 'train.weights': file {p.train.weights} does not exist")
-    if check_paths and p.train.previous_outputs and not Path(p.train.previous_outputs).is_dir():
-        raise ParamsError(f"params key 'train.previous_outputs': folder {p.train.previous_outputs} does not exist")
+    for prev in p.train.previous_outputs or []:
+        if check_paths and not Path(prev).is_dir():
+            raise ParamsError(f"params key 'train.previous_outputs': folder {prev} does not exist (attach the "
+                              "earlier session's output and give the folder that holds its runs/, cache/, index/)")
+        a, b = Path(prev).resolve(), Path(p.output_dir).resolve()
+        if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+            raise ParamsError(f"params key 'train.previous_outputs': {prev} overlaps output_dir {p.output_dir}; "
+                              "an attached earlier output is read-only, so each session needs an output_dir of its own")
     for name, d in p.datasets.items():
         if name not in INDEXERS:
             raise ParamsError(f"unknown dataset 'datasets.{name}'; known: {sorted(INDEXERS)}")

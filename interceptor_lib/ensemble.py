@@ -726,20 +726,10 @@ def read_ensemble_config(run_dir_or_json: str | Path) -> tuple[dict, Path]:
 
 
 def resolve_checkpoint(stored: str | Path, base: Path) -> Path:
-    """A checkpoint path from a config or done.json: relative to `base`; an absolute path that no
-    longer exists (outputs copied from Kaggle or Drive) is re-rooted at its `runs/` part, looking in
-    `base` and its parents."""
-    p = Path(stored)
-    if not p.is_absolute():
-        return (base / p).resolve()
-    if p.exists() or "runs" not in p.parts:
-        return p
-    i = len(p.parts) - 1 - p.parts[::-1].index("runs")
-    tail = Path(*p.parts[i:])
-    for root in (base, *base.parents):
-        if (root / tail).exists():
-            return root / tail
-    return p
+    """A checkpoint path from a config or done.json, resolved against `base` (paths.resolve_stored_path)."""
+    from interceptor_lib.paths import resolve_stored_path
+
+    return resolve_stored_path(stored, base)
 
 
 def load_member(checkpoint: str | Path, device: str | torch.device = "cpu") -> DetectorBase:
@@ -807,42 +797,37 @@ def load_ensemble(run_dir_or_json: str | Path, device: str | torch.device = "cpu
 def find_member_checkpoints(params_or_output_dir, models: list[str] | None = None) -> dict[str, Path]:
     """Each model's best checkpoint of its LAST finished stage (stage4 > stage3 > stage2 > stage1),
     read from `<output_dir>/runs/<model>/<stage>/done.json` ("best"; its fp16 "export" when the full
-    checkpoint no longer exists). Given params, also looks in
-    `train.previous_outputs` and defaults `models` to `train.models`; given a folder, defaults to
-    every model with a runs/ folder. Raises EnsembleError naming a model without any finished stage."""
+    checkpoint no longer exists). Given params, also looks in `train.previous_outputs` (earlier
+    sessions' outputs, paths re-rooted) and defaults `models` to `train.models`; given a folder,
+    defaults to every model with a runs/ folder. Raises EnsembleError naming a model without any
+    finished stage."""
     from interceptor_lib.config import STAGE_NAMES
+    from interceptor_lib.paths import RunPaths
 
     if isinstance(params_or_output_dir, (str, Path)):
-        roots = [Path(params_or_output_dir)]
+        paths = RunPaths(root=Path(params_or_output_dir), cache_root=Path(params_or_output_dir) / "cache")
         if models is None:
-            runs = roots[0] / "runs"
+            runs = paths.root / "runs"
             models = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     else:
-        params = params_or_output_dir
-        roots = [Path(params.output_dir)]
-        if params.train.previous_outputs:
-            roots.append(Path(params.train.previous_outputs))
-        models = list(params.train.models) if models is None else models
+        paths = RunPaths.of(params_or_output_dir)
+        models = list(params_or_output_dir.train.models) if models is None else models
     if not models:
-        raise EnsembleError(f"no trained models under {roots[0] / 'runs'}; run the training notebooks "
+        raise EnsembleError(f"no trained models under {paths.root / 'runs'}; run the training notebooks "
                             f"({', '.join(STAGE_NAMES.values())}) first")
     found: dict[str, Path] = {}
     for model in models:
         for stage in reversed(list(STAGE_NAMES)):
-            done = next((r / "runs" / model / stage / "done.json" for r in roots
-                         if (r / "runs" / model / stage / "done.json").is_file()), None)
-            if done is not None:
-                info = json.loads(done.read_text())
-                best = info.get("best")
-                if best and best != "None":
-                    path = resolve_checkpoint(best, done.parent)
-                    export = (info.get("export") or {}).get("path")
-                    if not path.exists() and export:  # the full checkpoint was removed; its fp16 export is kept
-                        path = resolve_checkpoint(export, done.parent)
-                    found[model] = path
-                    break
+            info, _ = paths.find_done(model, stage)
+            if info is not None and info.get("best") and info["best"] != "None":
+                path = Path(info["best"])
+                export = (info.get("export") or {}).get("path")
+                if not path.exists() and export:  # the full checkpoint was removed; its fp16 export is kept
+                    path = Path(export)
+                found[model] = path
+                break
         if model not in found:
             raise EnsembleError(f"model {model!r} has no finished training stage (no done.json with a best checkpoint "
-                                f"under {' or '.join(str(r / 'runs' / model) for r in roots)}); run notebook "
+                                f"under {' or '.join(str(r / 'runs' / model) for r in paths.roots)}); run notebook "
                                 f"{STAGE_NAMES['stage1']} for it first")
     return found

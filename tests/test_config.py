@@ -111,3 +111,44 @@ def test_stage_balanced_draws_reach_the_trainer_and_replay_needs_them():
     assert train_config(p, p.train.stages["stage1"]).balanced_sampling is True
     with pytest.raises(ParamsError, match="stage4.replay' needs balanced draws"):
         load_params("demo", overrides={"train.stages.stage4.balanced": False})
+
+
+def test_extends_is_looked_up_beside_the_file_first(tmp_path):
+    write(tmp_path, "description: the base beside it\nseed: 7\n", name="base.yaml")
+    p = write(tmp_path, "extends: base\nseed: 9\n", name="mine.yaml")
+    params = load_params(path=p, check_paths=False)
+    assert params.description == "the base beside it" and params.seed == 9 and params.profile == "mine"
+    # beside wins over params/: a local smoke.yaml shadows the smoke profile
+    write(tmp_path, "extends: demo\ndescription: local smoke\n", name="smoke.yaml")
+    assert load_params(path=write(tmp_path, "extends: smoke\n", name="other.yaml"),
+                       check_paths=False).description == "local smoke"
+
+
+def test_a_user_file_anywhere_extends_a_profile_from_params(tmp_path):
+    p = write(tmp_path, "extends: smoke\npreprocess: {frames_per_video: 3}\n", name="my_session.yaml")
+    params, smoke = load_params(path=p, check_paths=False), load_params("smoke", check_paths=False)
+    assert params.preprocess.frames_per_video == 3
+    assert params.preprocess.face_size == smoke.preprocess.face_size   # from params/smoke.yaml
+    assert params.demo_data.scale == "tiny" and params.profile == "my_session"
+    # a file named like the profile it extends gets the profile, not itself
+    p = write(tmp_path, "extends: smoke\nseed: 5\n", name="smoke.yaml")
+    assert load_params(path=p, check_paths=False).demo_data.scale == "tiny"
+
+
+def test_a_missing_base_names_the_asking_file_the_places_and_the_profiles(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub", "extends: nowhere\n", name="base.yaml")
+    p = write(tmp_path, "extends: sub/base.yaml\n", name="top.yaml")
+    with pytest.raises(ParamsError) as e:
+        load_params(path=p, check_paths=False)
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'sub' / 'base.yaml'}: 'extends: nowhere'")   # the file that asked
+    assert str(tmp_path / "sub" / "nowhere.yaml") in msg and str(REPO_ROOT / "params" / "nowhere.yaml") in msg
+    assert "'kaggle'" in msg and "'smoke'" in msg
+
+
+def test_an_extends_cycle_is_refused(tmp_path):
+    write(tmp_path, "extends: b\n", name="a.yaml")
+    write(tmp_path, "extends: a\n", name="b.yaml")
+    with pytest.raises(ParamsError, match="cycle"):
+        load_params(path=tmp_path / "a.yaml", check_paths=False)

@@ -300,3 +300,24 @@ def test_natural_draws_get_inverse_frequency_weights(tmp_path):
     t = Trainer(model(), train, val, cfg, tmp_path, progress=False)
     assert t.loss_fn.weight.tolist() == pytest.approx([1.5, 0.75])
     assert t.sampler.base.weights is None
+
+
+def test_amp_auto_uses_fp16_where_bf16_is_only_emulated(monkeypatch):
+    """A T4 (7.5) reports bf16 as supported (emulated, slow): "auto" must pick fp16 there, bf16 from 8.0;
+    an explicit "bf16" is kept, with a warning, below 8.0."""
+    from interceptor_lib.training.engine import _amp_dtype
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
+    assert _amp_dtype("auto", cuda) is torch.float16
+    assert _amp_dtype("fp16", cuda) is torch.float16
+    with pytest.warns(UserWarning, match="emulated"):
+        assert _amp_dtype("bf16", cuda) is torch.bfloat16
+    assert _amp_dtype("off", cuda) is None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))
+    assert _amp_dtype("auto", cuda) is torch.bfloat16
+    assert _amp_dtype("fp16", cuda) is torch.float16
+    assert _amp_dtype("off", cuda) is None
+    assert _amp_dtype("auto", torch.device("cpu")) is None
+    assert _amp_dtype("bf16", torch.device("cpu")) is None

@@ -17,6 +17,7 @@ STAGES = "02_stage1_faceforensics=stage1 03_stage2_celebdf=stage2 04_stage3_wild
 
 FAKE_PAPERMILL = """#!/usr/bin/env bash
 name=$(basename "$2" .ipynb)
+echo "$name ${*:3}" >> "$FAKE_LOG.args"
 echo "start $name ${OMP_NUM_THREADS:-unset}" >> "$FAKE_LOG"
 if [[ "$name" == "$FAKE_KERNEL_DIES" ]]; then   # its kernel fails to start FAKE_KERNEL_TIMES times
   n=$(grep -c "^start $name " "$FAKE_LOG")
@@ -50,23 +51,27 @@ def chain(tmp_path):
     _executable(bin_dir / "papermill", FAKE_PAPERMILL)
     log = tmp_path / "calls.log"
 
-    def run(models="ll bg av", parallel=1, fail="", slow="", plan_rc=0, kernel_dies="", kernel_times=0):
-        plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n"
+    def run(models="ll bg av", parallel=1, fail="", slow="", plan_rc=0, kernel_dies="", kernel_times=0,
+            arg="demo", cwd=None, finished=""):
+        plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n{finished}\n"
         if plan_rc:  # the planning step fails: 3 = the package is not importable, 1 = bad params
             body = f"echo 'error: planning failed' >&2\nexit {plan_rc}"
         else:
             body = f"printf '%s' '{plan}'"
-        _executable(bin_dir / "python", f"#!/usr/bin/env bash\ncat >/dev/null\n{body}\n")
+        _executable(bin_dir / "python", f"#!/usr/bin/env bash\ncat >/dev/null\necho \"$*\" > \"$FAKE_LOG.plan\"\n"
+                                        f"{body}\n")
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log),
                "FAKE_FAIL": fail, "FAKE_SLOW": slow, "FAKE_KERNEL_DIES": kernel_dies,
                "FAKE_KERNEL_TIMES": str(kernel_times)}
         env.pop("OMP_NUM_THREADS", None)
         log.write_text("")
-        proc = subprocess.run(["bash", str(repo / "run_all.sh"), "demo"], env=env, capture_output=True,
-                              text=True, timeout=120)
+        Path(f"{log}.args").write_text("")
+        proc = subprocess.run(["bash", str(repo / "run_all.sh"), arg], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=cwd)
         events = [line.split() for line in log.read_text().splitlines()]
         return proc, events
 
+    run.log = log
     return run, out
 
 
@@ -88,11 +93,10 @@ def test_the_chain_runs_every_notebook_in_order_and_stage_notebooks_once_per_mod
 
 
 def test_finished_model_stages_are_skipped_on_a_rerun(chain):
+    """The planning step lists the finished (model, stage) pairs, found in output_dir or in an attached
+    earlier session's output (config.done_record); their notebooks are not run again."""
     run, out = chain
-    for model in ("ll", "av"):
-        (out / "runs" / model / "stage1").mkdir(parents=True)
-        (out / "runs" / model / "stage1" / "done.json").write_text("{}")
-    proc, events = run()
+    proc, events = run(finished="ll/stage1 av/stage1")
     assert proc.returncode == 0, proc.stderr
     stage1 = [n for n in _started(events) if n.startswith("02_")]
     assert stage1 == ["02_stage1_faceforensics__bg"]
@@ -172,3 +176,35 @@ def test_a_failed_plan_stops_before_any_notebook_and_says_why(chain):
         proc, events = run(plan_rc=rc)
         assert proc.returncode == 2 and events == []
         assert "planning failed" in proc.stderr and "not valid" not in proc.stderr
+
+
+def test_a_params_file_argument_goes_to_every_notebook_by_absolute_path(chain, tmp_path):
+    run, out = chain
+    (tmp_path / "session").mkdir()
+    (tmp_path / "session" / "my_session.yaml").write_text("extends: kaggle\n")
+    proc, events = run(arg="session/my_session.yaml", cwd=tmp_path)   # relative to where it is run
+    assert proc.returncode == 0, proc.stderr
+    path = str(tmp_path / "session" / "my_session.yaml")
+    assert Path(f"{run.log}.plan").read_text().split() == ["-", "file", path]   # the plan loads the file
+    calls = [line.split() for line in Path(f"{run.log}.args").read_text().splitlines()]
+    assert [c[0] for c in calls] == _started(events) and len(calls) == 2 + 4 * 3 + 1  # 3 models x 4 stages
+    for name, *args in calls:
+        assert "profile" not in args, name
+        i = args.index("params_file")
+        assert args[i - 1] == "-p" and args[i + 1] == path, name
+    assert f"== 00_prepare_data ({path})" in proc.stdout and f"params file {path} done in" in proc.stdout
+
+    proc, events = run(arg="demo")   # a name is a profile, passed by name
+    calls = [line.split() for line in Path(f"{run.log}.args").read_text().splitlines()]
+    assert calls and all("params_file" not in c and c[c.index("profile") + 1] == "demo" for c in calls)
+
+
+def test_a_params_file_argument_is_named_when_it_fails(chain, tmp_path):
+    run, out = chain
+    proc, events = run(arg=str(tmp_path / "nope.yml"), plan_rc=1)   # a .yml name is a path, even if missing
+    assert proc.returncode == 2 and events == []
+    assert f"{tmp_path / 'nope.yml'} is not valid" in proc.stderr
+    (tmp_path / "session.params").write_text("extends: demo\n")   # an existing file, whatever its name
+    proc, events = run(arg="session.params", cwd=tmp_path, fail="01_dataset_inspection")
+    assert proc.returncode == 1
+    assert f"01_dataset_inspection failed on params file {tmp_path / 'session.params'}" in proc.stderr

@@ -11,6 +11,14 @@ audio-visual model masks missing audio). If the share of skipped videos passes
 FaceForensics++ / DFDC / Celeb-DF fakes reuse the face boxes detected on their original video (same
 length, same camera; the DFDC winner's approach), so a fake's crop is the same region as its
 original's and the detector never sees the manipulated face first.
+
+A cache may be spread over several folders of the same configuration: the writable one of this run
+and read-only ones attached from earlier sessions (`attached`; on Kaggle, the outputs of CPU-only
+sessions that built the cache part by part). Entries are read from whichever folder holds them, and
+`build_cache` only processes the videos none of them has. It works through the table's datasets in
+the order given (the stage order) and stops, keeping every finished video, at the session's time
+budget, on SIGTERM, or before the run's output folder would pass its storage budget
+(`PreprocessStopped`); the next run continues from there.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,27 +89,59 @@ FAILURE_COLUMNS = ["video_id", "dataset", "path", "reason", "action", "message",
 KEPT_REASONS = {"no_audio"}  # recorded, but the video stays usable
 
 
-class FaceCropCache:
-    """A cache directory for one preprocessing configuration."""
+class PreprocessStopped(PreprocessError):
+    """Preprocessing stopped early (time budget, SIGTERM, storage budget); every finished video is kept."""
 
-    def __init__(self, root: str | Path, params: PreprocessParams):
+
+class FaceCropCache:
+    """A cache directory for one preprocessing configuration (`dir`, where this run writes), plus
+    read-only folders of the same configuration attached from earlier sessions (`attached`)."""
+
+    def __init__(self, root: str | Path, params: PreprocessParams, attached: list | tuple = ()):
         self.params = params
         self.dir = Path(root) / params.cache_key()
+        self.attached = [Path(d) for d in attached if Path(d).resolve() != self.dir.resolve()]
+
+    @property
+    def dirs(self) -> list[Path]:
+        """Every folder of this cache, the writable one first."""
+        return [self.dir, *self.attached]
+
+    def own_entry_path(self, video_id: str) -> Path:
+        """Where this run writes `video_id`'s entry."""
+        return self.dir / "entries" / (video_id.replace("::", "__").replace(":", "_") + ".crops")
 
     def entry_path(self, video_id: str) -> Path:
-        safe = video_id.replace("::", "__").replace(":", "_")
-        return self.dir / "entries" / f"{safe}.crops"
+        """Where `video_id`'s entry is: the first folder holding it, else where this run writes it."""
+        own = self.own_entry_path(video_id)
+        if self.attached and not own.exists():
+            rel = own.relative_to(self.dir)
+            for d in self.attached:
+                if (d / rel).exists():
+                    return d / rel
+        return own
 
     def reader(self, video_id: str) -> CropReader:
         return CropReader(self.entry_path(video_id))
 
+    def _tables(self, name: str, columns: list[str]) -> pd.DataFrame:
+        parts = [pd.read_csv(d / name, keep_default_na=False) for d in self.dirs if (d / name).exists()]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return pd.DataFrame(columns=columns)
+        return pd.concat(parts, ignore_index=True).drop_duplicates("video_id").reset_index(drop=True)
+
     def manifest(self) -> pd.DataFrame:
-        p = self.dir / "manifest.csv"
-        return pd.read_csv(p, keep_default_na=False) if p.exists() else pd.DataFrame(columns=MANIFEST_COLUMNS)
+        return self._tables("manifest.csv", MANIFEST_COLUMNS)
 
     def failures(self) -> pd.DataFrame:
-        p = self.dir / "failures.csv"
-        return pd.read_csv(p, keep_default_na=False) if p.exists() else pd.DataFrame(columns=FAILURE_COLUMNS)
+        return self._tables("failures.csv", FAILURE_COLUMNS)
+
+    def pending(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Rows of `table` not processed yet: neither cached nor recorded as skipped."""
+        f = self.failures()
+        done = set(self.manifest()["video_id"]) | set(f.loc[f["action"] == "skipped", "video_id"])
+        return table[~table["video_id"].isin(done)]
 
     def usable(self, table: pd.DataFrame) -> pd.DataFrame:
         """Rows of `table` with a cached entry, with the measured `has_audio` of the manifest."""
@@ -111,24 +152,34 @@ class FaceCropCache:
 
 
 def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str | Path,
-                progress: bool = True) -> FaceCropCache:
-    """Fill the cache for every row of `table` (skipping rows already cached from the same source)
-    and write `manifest.csv` and `failures.csv`. Returns the cache. Raises PreprocessError when the
-    failure ceiling is passed (after saving what was done)."""
-    cache = FaceCropCache(cache_root, params)
-    (cache.dir / "entries").mkdir(parents=True, exist_ok=True)
-    (cache.dir / "config.json").write_text(json.dumps(
-        {k: getattr(params, k) for k in params.KEY_FIELDS} | {"format": CACHE_FORMAT}, indent=1))
+                progress: bool = True, attached: list | tuple = (), budget=None,
+                storage_budget_gb: float | None = None, storage_root: str | Path | None = None,
+                processed: list | None = None) -> FaceCropCache:
+    """Fill the cache for every row of `table` (skipping rows already cached from the same source,
+    here or in an `attached` read-only folder) and write `manifest.csv` and `failures.csv`. Returns
+    the cache. The rows are processed dataset by dataset (and DFDC chunk by chunk) in the order they
+    first appear in `table`. Raises PreprocessError when the failure ceiling is passed, and
+    PreprocessStopped when `budget` (a training.budget.RunBudget) asks to stop or the next videos
+    would take `storage_root` past `storage_budget_gb`; both after saving what was done. `processed`,
+    when given, receives a (row, result) pair per video processed (for cpu_seconds_per_video)."""
+    cache = FaceCropCache(cache_root, params, attached)
     rows = {r.video_id: r._asdict() for r in table.itertuples(index=False)}
     manifest: dict[str, dict] = {}
     failures: dict[str, dict] = {}
-    previous = cache.failures()
+    previous = _read_table(cache.dir / "failures.csv", FAILURE_COLUMNS)
     old_fail = previous.set_index("video_id").to_dict("index") if len(previous) else {}
+    elsewhere = {d: (_read_table(d / "manifest.csv", MANIFEST_COLUMNS), _read_table(d / "failures.csv", FAILURE_COLUMNS))
+                 for d in cache.attached}
+    done_elsewhere = {}  # video_id -> fingerprint, for videos an attached folder has cached or skipped
+    for man, fail in elsewhere.values():
+        for df in (man, fail[fail["action"] == "skipped"]):
+            for vid, fp in zip(df["video_id"], df["fingerprint"]):
+                done_elsewhere.setdefault(vid, str(fp))
 
     todo = []
     for vid, r in rows.items():
         fp = _fingerprint(r["path"], r["member"])
-        path = cache.entry_path(vid)
+        path = cache.own_entry_path(vid)
         if path.exists():
             try:
                 meta = CropReader(path).meta
@@ -142,14 +193,25 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
         if vid in old_fail and old_fail[vid]["fingerprint"] == fp and old_fail[vid]["action"] == "skipped":
             failures[vid] = {"video_id": vid, **old_fail[vid]}
             continue
+        if vid in done_elsewhere and _same_source(done_elsewhere[vid], fp):
+            continue
         todo.append(r)
+    if not todo and _tables_unchanged(cache, manifest, failures):
+        return cache  # nothing to do: write nothing (the folder may be read-only)
+    (cache.dir / "entries").mkdir(parents=True, exist_ok=True)
+    (cache.dir / "config.json").write_text(json.dumps(
+        {k: getattr(params, k) for k in params.KEY_FIELDS} | {"format": CACHE_FORMAT}, indent=1))
+    cached_elsewhere = {vid for man, _ in elsewhere.values() for vid in man["video_id"]}
 
-    # Pass 1: everything that detects its own faces; pass 2: fakes that reuse their original's boxes.
-    reuses = [params.reuse_original_boxes and r["original_id"] in rows and not r["member"] for r in todo]
-    first = [r for r, reuse in zip(todo, reuses) if not reuse]
-    second = [r for r, reuse in zip(todo, reuses) if reuse]
+    # Per dataset (and DFDC chunk), in table order: pass 1, everything that detects its own faces;
+    # pass 2, fakes that reuse their original's boxes.
+    groups: dict[tuple, list] = {}
+    for r in todo:
+        groups.setdefault((r["dataset"], r.get("chunk")), []).append(r)
     total = len(todo)
-    done = [0]
+    state = {"done": 0}
+    processed = [] if processed is None else processed
+    storage = _StorageGuard(storage_root, storage_budget_gb, params.workers)
 
     def run(tasks):
         with _pool(params.workers) as pool:
@@ -157,18 +219,30 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
             bar = tqdm(results, total=len(tasks), desc="face crops", disable=not progress, unit="task")
             for res_list in bar:
                 for res in res_list:
-                    done[0] += 1
+                    state["done"] += 1
                     if res.get("meta") is not None:
-                        manifest[res["video_id"]] = _manifest_row(rows[res["video_id"]], res["meta"],
-                                                                  cache.entry_path(res["video_id"]), cache.dir)
+                        path = cache.own_entry_path(res["video_id"])
+                        manifest[res["video_id"]] = _manifest_row(rows[res["video_id"]], res["meta"], path, cache.dir)
+                        storage.add(path)
+                        processed.append((rows[res["video_id"]], res))
                     if res.get("failure"):
                         failures[res["video_id"]] = res["failure"]
-                _check_ceiling(cache, manifest, failures, done[0], total, params, final=False)
+                _check_ceiling(cache, manifest, failures, state["done"], total, params, final=False)
+                reason = (budget.should_stop() if budget is not None else None) or storage.should_stop()
+                if reason:
+                    raise PreprocessStopped(
+                        f"preprocessing stopped ({reason}) after {state['done']} of {total} videos to do; every "
+                        f"finished video is kept in {cache.dir}. Run it again to continue; on Kaggle, save this "
+                        "session's output and attach it to the next session through train.previous_outputs "
+                        "(its cache is read from there), with a fresh output_dir.")
 
     try:
-        run(_tasks(first, cache, params, None))
-        run(_tasks(second, cache, params, manifest))
-        _check_ceiling(cache, manifest, failures, done[0], total, params, final=True)
+        for group in groups.values():
+            first = [r for r in group if not _reuses(r, rows, params)]
+            second = [r for r in group if _reuses(r, rows, params)]
+            run(_tasks(first, cache, params, None))
+            run(_tasks(second, cache, params, set(manifest) | cached_elsewhere))
+        _check_ceiling(cache, manifest, failures, state["done"], total, params, final=True)
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
@@ -181,15 +255,75 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
     return cache
 
 
+def cpu_seconds_per_video(processed: list) -> dict[str, tuple[float, int]]:
+    """Mean CPU seconds per video of `build_cache`'s processed videos ((row, result) pairs), as {"<dataset>.original" | "<dataset>.fake": (seconds, videos)}; a fake
+    that detected its own faces counts as an original (detection is what costs)."""
+    acc: dict[str, list[float]] = {}
+    for r, res in processed:
+        kind = "fake" if res["meta"].get("box_source") == "original" else "original"
+        acc.setdefault(f"{r['dataset']}.{kind}", []).append(res.get("cpu_s", 0.0))
+    return {k: (float(np.mean(v)), len(v)) for k, v in acc.items()}
+
+
+def _reuses(r: dict, rows: dict, params: PreprocessParams) -> bool:
+    return bool(params.reuse_original_boxes and r["original_id"] in rows and not r["member"])
+
+
+def _read_table(path: Path, columns: list[str]) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False) if path.exists() else pd.DataFrame(columns=columns)
+
+
+def _tables_unchanged(cache: FaceCropCache, manifest: dict, failures: dict) -> bool:
+    """Whether the cache folder's own manifest and failures already list exactly these videos."""
+    own_m = _read_table(cache.dir / "manifest.csv", MANIFEST_COLUMNS)
+    own_f = _read_table(cache.dir / "failures.csv", FAILURE_COLUMNS)
+    return set(own_m["video_id"]) == set(manifest) and set(own_f["video_id"]) == set(failures)
+
+
+def _same_source(recorded: str, now: str) -> bool:
+    """Whether a fingerprint recorded by another session names the same source file as `now`: the
+    same size (and tar member); the modification time differs once a dataset is attached anew."""
+    def parts(fp: str):
+        head, _, member = fp.partition("::")
+        return head.split("-")[0], member
+    return recorded == now or (now != "missing" and parts(recorded) == parts(now))
+
+
+class _StorageGuard:
+    """Stops preprocessing before `root` passes `budget_gb`: the bytes under `root` are counted once,
+    then each written entry is added; the next `workers` entries (in flight) are reserved at the
+    size of the largest one so far."""
+
+    def __init__(self, root, budget_gb: float | None, workers: int):
+        self.limit = None if budget_gb is None or root is None else budget_gb * 2**30
+        self.used = _tree_bytes(Path(root)) if self.limit is not None else 0
+        self.largest, self.workers = 0, max(1, workers)
+
+    def add(self, path: Path) -> None:
+        if self.limit is not None:
+            size = path.stat().st_size
+            self.used += size
+            self.largest = max(self.largest, size)
+
+    def should_stop(self) -> str | None:
+        if self.limit is not None and self.used + 2 * self.workers * self.largest > self.limit:
+            return f"storage budget: {self.used / 2**30:.2f} of {self.limit / 2**30:.2f} GiB used"
+        return None
+
+
+def _tree_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+
+
 def _tasks(rows, cache, params, manifest):
     """Videos are one task each; the sequences of one tar archive form one task (one read pass)."""
     p = asdict(params)
     tars: dict[str, list] = {}
     tasks = []
     for r in rows:
-        item = {"row": r, "out": str(cache.entry_path(r["video_id"])),
+        item = {"row": r, "out": str(cache.own_entry_path(r["video_id"])),
                 "fingerprint": _fingerprint(r["path"], r["member"]), "reuse": None}
-        if manifest is not None and r["original_id"] in manifest:
+        if manifest is not None and r["original_id"] in manifest:  # original cached (here or attached)
             orig = CropReader(cache.entry_path(r["original_id"]))
             item["reuse"] = {"frame_indices": orig.frame_indices.tolist(), "boxes": orig.boxes.tolist(),
                              "found": orig.found.tolist(), "probed": orig.probed.tolist(),
@@ -207,6 +341,7 @@ _DETECTOR = {}
 
 def _process_task(task) -> list[dict]:
     params = PreprocessParams(**task["params"])
+    t0 = time.process_time()
     frames_by_member = None
     if task["tar"]:
         try:
@@ -220,7 +355,8 @@ def _process_task(task) -> list[dict]:
             out.append(_process_video(item, params, frames))
         except MediaError as e:
             out.append(_failure(item, e))
-    return out
+    cpu = (time.process_time() - t0) / max(1, len(out))  # a tar archive's sequences share one read
+    return [{**o, "cpu_s": cpu} for o in out]
 
 
 def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:

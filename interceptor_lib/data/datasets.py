@@ -117,6 +117,13 @@ class _CacheDataset(Dataset):
             r = self._readers[video_id] = self.cache.reader(video_id)
         return r
 
+    def _index_items(self, counts: list[int], per_video: int = 0) -> None:
+        """Items = (video, slot) pairs: every slot of each video, or `per_video` evenly spaced ones."""
+        slots = [np.arange(c) if not per_video or c <= per_video
+                 else np.unique(np.linspace(0, c - 1, per_video).round().astype(int)) for c in counts]
+        self._item_video = np.repeat(np.arange(len(self.table)), [len(x) for x in slots])
+        self._item_slot = np.concatenate(slots) if slots else np.zeros(0, int)
+
     @property
     def labels(self) -> np.ndarray:
         """Label of every item (for samplers and class weights)."""
@@ -132,13 +139,12 @@ class _CacheDataset(Dataset):
 
 
 class FrameDataset(_CacheDataset):
-    """One item per (video, sampled frame): `image` (3, H, W), `label`, `video_id`, `frame`."""
+    """One item per (video, sampled frame): `image` (3, H, W), `label`, `video_id`, `frame`.
+    `items_per_video` > 0 keeps that many evenly spaced frames of each video (validation)."""
 
-    def __init__(self, table, cache, transform=None):
+    def __init__(self, table, cache, transform=None, items_per_video: int = 0):
         super().__init__(table, cache, transform)
-        counts = [len(self._reader(v).frame_pos) for v in self.table["video_id"]]
-        self._item_video = np.repeat(np.arange(len(self.table)), counts)
-        self._item_slot = np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, int)
+        self._index_items([len(self._reader(v).frame_pos) for v in self.table["video_id"]], items_per_video)
 
     def __len__(self):
         return len(self._item_video)
@@ -156,11 +162,9 @@ class ClipDataset(_CacheDataset):
     """One item per (video, clip): `clip` (T, 3, H, W), `audio` (S,), `has_audio`, `label`,
     `video_id`. Videos without audio get zeros and has_audio = False (the model masks them)."""
 
-    def __init__(self, table, cache, transform=None):
+    def __init__(self, table, cache, transform=None, items_per_video: int = 0):
         super().__init__(table, cache, transform)
-        counts = [self._reader(v).num_clips for v in self.table["video_id"]]
-        self._item_video = np.repeat(np.arange(len(self.table)), counts)
-        self._item_slot = np.concatenate([np.arange(c) for c in counts]) if counts else np.zeros(0, int)
+        self._index_items([self._reader(v).num_clips for v in self.table["video_id"]], items_per_video)
         p = cache.params
         self._audio_len = int(round(p.audio_window_s * p.audio_sample_rate))
 

@@ -8,9 +8,10 @@ import time
 
 import pandas as pd
 
-from interceptor_lib.data.cache import FaceCropCache, build_cache
+from interceptor_lib.data.cache import FaceCropCache, build_cache, cpu_seconds_per_video
 from interceptor_lib.data.indexers import index_dataset, official_test_ids
 from interceptor_lib.data.table import check_leakage, read_table, write_table
+from interceptor_lib.models.backbone import check_backbone_weights
 from interceptor_lib.paths import RunPaths
 
 
@@ -52,16 +53,81 @@ def load_index(params) -> pd.DataFrame:
 
 
 def crop_cache(params) -> FaceCropCache:
-    return FaceCropCache(RunPaths.of(params).cache_root, params.preprocess)
+    """The run's face-crop cache: its own folder, plus the same configuration's folders in the
+    attached earlier outputs (train.previous_outputs), read-only."""
+    paths = RunPaths.of(params)
+    return FaceCropCache(paths.cache_root, params.preprocess, paths.attached_caches(params.preprocess.cache_key()))
+
+
+def preprocess_order(params, table: pd.DataFrame) -> pd.DataFrame:
+    """`table` in the order the cache is built: the datasets in the order their stages train them
+    (datasets without a stage after), DFDC chunk by chunk in stage 4's chunk order, so that a cache
+    stopped part-way (time or storage budget) is complete for the first stages."""
+    from interceptor_lib.data.inspection import dfdc_chunk_order
+
+    stages = [st.dataset for _, st in sorted(params.train.stages.items())]
+    rank_ds = {d: i for i, d in enumerate(dict.fromkeys(stages + sorted(set(table["dataset"]))))}
+    chunk_order = next((st.chunk_order for st in params.train.stages.values() if st.dataset == "dfdc"
+                        and st.chunk_order), None) or dfdc_chunk_order(table)["chunk"].tolist()
+    rank_chunk = {int(c): i for i, c in enumerate(chunk_order)}
+    key = pd.DataFrame({"ds": table["dataset"].map(rank_ds),
+                        "chunk": [rank_chunk.get(int(c), len(rank_chunk)) if d == "dfdc" else 0
+                                  for d, c in zip(table["dataset"], table["chunk"])]}, index=table.index)
+    return table.loc[key.sort_values(["ds", "chunk"], kind="stable").index]
+
+
+def build_crop_cache(params, table: pd.DataFrame, progress: bool = True) -> FaceCropCache:
+    """Fill the run's cache (build_cache) for `table` in preprocess_order, reading the attached
+    earlier sessions' caches, within the session's time budget (train.time_budget_h, the clock shared
+    with training) and the output folder's storage budget (train.storage_budget_gb, cache included
+    when it lies inside output_dir); stops with PreprocessStopped, keeping every finished video.
+    Records the measured CPU seconds per video for `plan`."""
+    from interceptor_lib import throughput
+    from interceptor_lib.training.budget import RunBudget
+
+    paths = RunPaths.of(params)
+    t = params.train
+    inside = paths.cache_root.resolve().is_relative_to(paths.root.resolve())
+    processed: list = []
+    with RunBudget(t.time_budget_h * 3600 if t.time_budget_h else None) as budget:
+        try:
+            cache = build_cache(preprocess_order(params, table), params.preprocess, paths.cache_root, progress,
+                                attached=paths.attached_caches(params.preprocess.cache_key()), budget=budget,
+                                storage_budget_gb=t.storage_budget_gb, storage_root=paths.root if inside else None,
+                                processed=processed)
+        finally:  # a stopped session's measurements are kept too: the next plan uses them
+            for key, (seconds, n) in cpu_seconds_per_video(processed).items():
+                if seconds > 0:
+                    throughput.record(paths.root, f"preprocess.cpu_s_per_video.{key}", seconds, n)
+    return cache
+
+
+def require_room(params, nbytes: int, what: str) -> None:
+    """Raise PreprocessStopped when writing `nbytes` more would take output_dir past
+    train.storage_budget_gb (nothing is written; the next session, with this one's output attached,
+    continues from there)."""
+    from interceptor_lib.data.cache import PreprocessStopped, _tree_bytes
+
+    budget = params.train.storage_budget_gb
+    if budget is None:
+        return
+    used = _tree_bytes(RunPaths.of(params).root)
+    if used + nbytes > budget * 2**30:
+        raise PreprocessStopped(
+            f"{what} needs {nbytes / 2**20:.1f} MiB but output_dir {params.output_dir} holds {used / 2**20:.1f} of "
+            f"its {budget * 1024:.1f} MiB storage budget (train.storage_budget_gb); save this session's output and "
+            "continue in a new session with it attached through train.previous_outputs")
 
 
 def prepare_data(params, progress: bool = True) -> dict:
-    """All of the data stage; returns a summary dict (also written to reports/prepare_data.json)."""
+    """All of the data stage; returns a summary dict (also written to reports/prepare_data.json).
+    Missing backbone weights stop it first, not after hours of preprocessing."""
+    check_backbone_weights(params)
     t0 = time.perf_counter()
     demo = generate_demo_data(params, progress)
     t1 = time.perf_counter()
     table, leakage = index_datasets(params)
-    cache = build_cache(table, params.preprocess, RunPaths.of(params).cache_root, progress=progress)
+    cache = build_crop_cache(params, table, progress)
     t2 = time.perf_counter()
     summary = record_prepare_summary(params, table, cache, demo, leakage,
                                      {"demo_data_s": t1 - t0, "index_and_cache_s": t2 - t1})

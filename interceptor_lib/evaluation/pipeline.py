@@ -48,7 +48,9 @@ def _meta(df: pd.DataFrame) -> list[str]:
 
 
 def eval_dir(params) -> Path:
-    return Path(params.output_dir) / "eval"
+    from interceptor_lib.paths import RunPaths
+
+    return RunPaths.of(params).eval_dir
 
 
 def load_members(params, models: list[str] | None = None, device: str = "cpu"):
@@ -92,12 +94,12 @@ def predictions_stamp(ckpts: dict, rows: pd.DataFrame, cache_dir) -> dict:
     retrained stage writes new weights under the same folder names), and the videos scored. A
     checkpoint folder is fingerprinted by its checkpoint.json, which lists every chunk's sha256;
     any other file or folder by the sha256 of its files."""
-    from interceptor_lib.training.checkpoint import file_sha256
+    from interceptor_lib.training.checkpoint import INDEX, file_sha256
 
     members = {}
     for name, p in ckpts.items():
         p = Path(p)
-        index = p / "checkpoint.json"
+        index = p / INDEX
         files = [index] if index.is_file() else [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
         members[name] = {"path": str(p), "sha256": [file_sha256(f) for f in files]}
     videos = rows[["dataset", "split", "video_id", "label"]].to_csv(index=False).encode()

@@ -36,8 +36,9 @@ def _table(cell: dict, models: list[str], sets: list[str], fmt) -> list[str]:
 def results_markdown(params) -> str:
     """Markdown tables from <output_dir>/eval/results.csv: the cross-dataset video AUC table (rows
     models, columns test sets) and real-/fake-detection rates at the validation threshold."""
-    out = Path(params.output_dir) / "eval"
-    path = out / "results.csv"
+    from interceptor_lib.paths import RunPaths
+
+    path = RunPaths.of(params).eval_dir / "results.csv"
     if not path.is_file():
         raise InterceptorError(f"no results at {path}: run notebook 06_evaluation for profile {params.profile} first")
     r = pd.read_csv(path)
@@ -62,8 +63,8 @@ def results_markdown(params) -> str:
     n = r.groupby("dataset")[["n_real", "n_fake"]].first()
     lines += ["", "Test videos (real / fake): " + ", ".join(
         f"{DATASET_NAMES.get(d, d)} {int(n.loc[d, 'n_real'])} / {int(n.loc[d, 'n_fake'])}" for d in sets if d in n.index) + "."]
-    lines += perceivable_markdown(out / "perceivable_rates.csv", models, sets)
-    ens = Path(params.output_dir) / "ensemble" / "ensemble.json"
+    lines += perceivable_markdown(path.parent / "perceivable_rates.csv", models, sets)
+    ens = RunPaths.of(params).ensemble_dir / "ensemble.json"
     if ens.is_file():
         doc = json.loads(ens.read_text())
         w = ", ".join(f"{k} {v['weight']:.2f}" for k, v in doc["members"].items())

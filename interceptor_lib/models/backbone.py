@@ -6,6 +6,8 @@ Weights are never downloaded here. With `pretrained=True` they come from, in ord
   3. the local timm/torch-hub cache (`<torch hub dir>/checkpoints/<file name of the model's url>`),
 and when none exists `PretrainedWeightsMissing` says what was looked for and how to provide it. A
 silent random initialisation would train for hours and report chance-level results.
+`check_backbone_weights(params)` runs the same lookup without building a model, so a run stops on
+missing weights before any preprocessing.
 
 The units are run one after another, so a model is `trunk(x) -> rest(trunk)`: the trunk is the
 leading units whose parameters are all frozen (stem + frozen stages), `trunk_depth` of them. Models
@@ -29,7 +31,7 @@ from timm.models.resnet import ResNet
 from timm.models.xception import Xception
 from torch import nn
 
-from interceptor_lib.errors import InterceptorError
+from interceptor_lib.errors import InterceptorError, ParamsError
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes on the HF hub
 
@@ -114,25 +116,49 @@ def resolve_pretrained_file(name: str, cfg: dict, weights: str | Path | None = N
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise PretrainedWeightsMissing(f"weights file {path} for backbone {name!r} does not exist")
+            raise PretrainedWeightsMissing(f"weights file {path} for backbone {name!r} does not exist "
+                                           f"(params key train.weights; Python: weights=)")
         return path
     path, looked = _candidate_files(cfg, cache_dir)
     if path is not None:
         return path
     hub_id = cfg.get("hf_hub_id")
-    source = f"https://huggingface.co/{hub_id}" if hub_id else (cfg.get("url") or "wherever you trained it")
-    options = [f"weights=<path to the weight file> (params: model.weights), e.g. from a Kaggle dataset "
-               f"holding the file from {source};"]
+    url = cfg.get("url")
+    fname = (cfg.get("hf_hub_filename") or "model.safetensors") if hub_id else \
+        (url.rsplit("/", 1)[-1] if url else "<weight file>")
+    source = f"timm's hub repo https://huggingface.co/{hub_id}" if hub_id else (url or "wherever you trained it")
+    options = [f"train.weights: <path to the weight file> in the params file (Python: weights=). On Kaggle, "
+               f"attach a Kaggle dataset that holds timm's {name} weights (the {fname} from {source}), "
+               f"then set\n       train.weights: /kaggle/input/<dataset>/{fname}"]
     if hub_id:
         options.append(f"pre-populate the Hugging Face cache on a machine with internet access:\n"
-                       f"       huggingface-cli download {hub_id} model.safetensors\n"
+                       f"       huggingface-cli download {hub_id} {fname}\n"
                        f"     then copy the cache here (or point HF_HUB_CACHE at it);")
-    options.append("pretrained=False for a random initialisation (tests, demos, size reports).")
+    options.append("train.pretrained: false (Python: pretrained=False) for a random initialisation "
+                   "(tests, demos, size reports).")
     where = "\n  - ".join(looked) or "nothing: timm publishes no ImageNet weights for this model"
     numbered = "\n".join(f"  {i}. {o}" for i, o in enumerate(options, 1))
     raise PretrainedWeightsMissing(
         f"no ImageNet weights for timm model {name!r} on this machine, and Interceptor never downloads "
-        f"at run time. Looked for:\n  - {where}\nProvide one of:\n{numbered}")
+        f"(offline, nothing is fetched). Looked for:\n  - {where}\nProvide one of:\n{numbered}")
+
+
+def check_backbone_weights(params) -> None:
+    """Raise a ParamsError before any work starts when the models would need ImageNet weights that
+    are not on this machine: `train.pretrained` without the pretext backbone (`train.pretext.steps`
+    0), and neither `train.weights` an existing file nor the weights of `train.backbone` in the local
+    Hugging Face / timm cache (the places `Backbone` loads from). Builds no model."""
+    t = params.train
+    if not t.pretrained or t.pretext.steps > 0:
+        return
+    cfg = timm.models.get_pretrained_cfg(t.backbone)
+    if cfg is None:
+        raise ParamsError(f"params key 'train.backbone': timm has no model {t.backbone!r} "
+                          f"(e.g. efficientnet_b4, test_efficientnet, legacy_xception)")
+    try:
+        resolve_pretrained_file(t.backbone, cfg.to_dict(), t.weights)
+    except PretrainedWeightsMissing as e:
+        raise ParamsError(f"params key 'train.weights' (profile {params.profile!r}): {e}") from None
 
 
 def load_backbone_weights(model: nn.Module, path: Path, name: str) -> None:

@@ -2,10 +2,10 @@
 
 `Trainer(model, train_set, val_set, cfg, run_dir).fit()` trains with AdamW over the model's
 parameter groups (differential learning rates), a cosine schedule with warmup, class-balanced
-sampling, gradient accumulation and clipping, mixed precision on CUDA (bf16 where supported, else
-fp16 with a GradScaler; off on CPU), validates every epoch (frame and video AUC, real- and
-fake-detection rates) and keeps checkpoints through a `CheckpointManager`: the best by validation
-video AUC (never by test) plus the last ones.
+sampling, gradient accumulation and clipping, mixed precision on CUDA (bf16 on compute capability
+8.0 and above, else fp16 with a GradScaler; off on CPU), validates every epoch (frame and video AUC,
+real- and fake-detection rates) and keeps checkpoints through a `CheckpointManager`: the best by
+validation video AUC (never by test) plus the last ones.
 
 It stops at a step boundary when the `RunBudget` says so (time nearly up, SIGTERM/SIGINT), after
 saving the full state — model, optimizer, scheduler, scaler, RNG states and the position in the
@@ -71,7 +71,7 @@ class TrainConfig:
     samples_per_epoch: int = 0        # balanced draws per epoch over all processes (0 = the number of training items)
     balanced_sampling: bool = True
     replay: float = 0.0               # share of draws from items of stratum 1 (earlier stages' data), if any
-    amp: str = "auto"                 # auto | off | fp16 | bf16 (auto: bf16 if supported, else fp16, on CUDA)
+    amp: str = "auto"                 # auto | off | fp16 | bf16 (auto on CUDA: bf16 from capability 8.0, else fp16)
     channels_last: bool = True        # CUDA only
     num_workers: int = 0
     seed: int = 0
@@ -111,13 +111,16 @@ class FitResult:
 class Trainer:
     def __init__(self, model, train_set, val_set, cfg: TrainConfig, run_dir: str | Path,
                  budget: RunBudget | None = None, device: str | torch.device = "cpu", progress: bool = True,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, resume_from: str | Path | None = None):
         self.model, self.train_set, self.val_set, self.cfg = model, train_set, val_set, cfg
         self.run_dir = Path(run_dir)
         self.device = torch.device(device)
         self.budget = budget or RunBudget(None)
         self.progress = progress
         self.metadata = metadata or {}
+        # A checkpoint outside run_dir to resume from when run_dir has none yet: the same run, stopped
+        # in an earlier session whose output is attached read-only. Later saves go to run_dir.
+        self.resume_from = Path(resume_from) if resume_from else None
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.is_main = self.rank == 0
         # Rank 0 alone writes (and reads the registry of) checkpoints; the others get its answers.
@@ -155,6 +158,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
+        self._frames_per_item = 1  # frames per training item: 1 for images, T for (B, T, 3, H, W) clips
         self.net: torch.nn.Module | None = None  # what the training forward runs: the model, DDP-wrapped under torchrun
         # The augmentations and dropout draw from the global RNGs: seeded here, so that two runs of the
         # same config (two processes, two chains) train alike; each rank draws its own, saved per rank.
@@ -184,6 +188,9 @@ class Trainer:
     def resume(self) -> bool:
         """Continue from the latest checkpoint in run_dir, if any. Returns whether it resumed."""
         latest = distributed.run_on_main(lambda: self.ckpt.latest())  # rank 0's choice, on every rank
+        if latest is None and self.resume_from is not None:
+            distributed.run_on_main(lambda: self.ckpt.adopt_best(self.resume_from.parent))
+            latest = self.resume_from
         if latest is None:
             return False
         s = load_checkpoint(latest, map_location="cpu")
@@ -227,8 +234,13 @@ class Trainer:
             self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
             # The loader's own generator: creating an iterator then draws its worker seed from it,
             # not from the global RNG, so a resumed epoch replays the same augmentations.
+            # A new loader (new workers) per epoch, never persistent_workers: the workers' seeds then come
+            # from this epoch's generator, which is what keeps a resumed run exact. On CUDA, pinned
+            # memory and deeper prefetching keep the GPU fed; prefetching does not change what is drawn.
+            cuda = self.device.type == "cuda"
             loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
-                                num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda", drop_last=True,
+                                num_workers=cfg.num_workers, pin_memory=cuda, drop_last=True,
+                                **({"prefetch_factor": 4} if cuda and cfg.num_workers > 0 else {}),
                                 generator=torch.Generator().manual_seed(cfg.seed * 7919 + self.epoch
                                                                         + 104_729 * self.rank))
             self.net.train()
@@ -244,8 +256,10 @@ class Trainer:
                 if reason and self.step_in_epoch < self.steps_per_epoch:
                     path, best, _ = self._save(f"step-{self.global_step:07d}")
                     return FitResult("stopped", reason, best, path, pd.DataFrame(self.history))
-            self.history.append(self._epoch_row(losses, time.perf_counter() - t0))
+            seconds = time.perf_counter() - t0
+            self.history.append(self._epoch_row(losses, seconds))
             distributed.run_on_main(self._write_metrics)
+            distributed.run_on_main(lambda: self._record_throughput(len(losses), seconds))
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
             metric = self.history[-1].get("video_auc")
             _, best, last = self._save(f"epoch-{self.epoch:03d}",
@@ -270,9 +284,27 @@ class Trainer:
     def _epoch_row(self, losses: list[float], seconds: float) -> dict:
         loss = float(np.mean(losses)) if losses else float("nan")
         distributed.sync_buffers(self.model)  # every rank validates (and rank 0 saves) the same weights
+        t0 = time.perf_counter()
+        val = self.validate()
         row = {"epoch": self.epoch + 1, "train_loss": distributed.mean(loss),
-               "lr": self.optimizer.param_groups[-1]["lr"], "seconds": seconds, **self.validate()}
+               "lr": self.optimizer.param_groups[-1]["lr"], "seconds": seconds, **val,
+               "val_seconds": time.perf_counter() - t0}
         return distributed.broadcast_object(row)  # rank 0's row: the same history (and best) on every rank
+
+    def _record_throughput(self, steps: int, seconds: float) -> None:
+        """Training images per second per process (a clip counts its frames), data loading included,
+        and the validation's, kept in <storage_root>/reports/throughput.json for `plan`."""
+        from interceptor_lib import throughput
+
+        if self.cfg.storage_root is None or steps == 0 or seconds <= 0:
+            return
+        name = getattr(self.model, "model_name", "") or type(self.model).__name__
+        images = steps * self.cfg.batch_size * self._frames_per_item
+        throughput.record(self.cfg.storage_root, f"train.images_per_s.{name}", images / seconds, images)
+        val = self.history[-1].get("val_seconds") if self.history else None
+        if val and self.val_set is not None and len(self.val_set):
+            frames = len(self.val_set) * self._frames_per_item
+            throughput.record(self.cfg.storage_root, "eval.images_per_s", frames / self.world_size / val, frames)
 
     def _write_metrics(self) -> None:
         pd.DataFrame(self.history).to_csv(self.run_dir / "metrics.csv", index=False)  # one row per epoch
@@ -293,6 +325,8 @@ class Trainer:
     def _train_step(self, batch: dict) -> float:
         cfg = self.cfg
         batch = _to_device(batch, self.device, cfg.channels_last)
+        if "clip" in batch:
+            self._frames_per_item = batch["clip"].shape[1]
         boundary = (self.step_in_epoch + 1) % cfg.grad_accum == 0 or self.step_in_epoch + 1 == self.steps_per_epoch
         with distributed.no_sync(self.net, sync=boundary):  # accumulate locally, all-reduce on the last micro-batch
             with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -315,7 +349,9 @@ class Trainer:
     def predict(self, dataset) -> pd.DataFrame:
         """Frame-level (or clip-level) predictions: video_id, label, prob (this process, all of `dataset`)."""
         self.model.eval()
+        cuda = self.device.type == "cuda"
         loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers,
+                            pin_memory=cuda, **({"prefetch_factor": 4} if cuda and self.cfg.num_workers > 0 else {}),
                             generator=torch.Generator().manual_seed(0))
         rows = []
         for batch in loader:
@@ -386,9 +422,19 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
 
 
 def _amp_dtype(amp: str, device: torch.device):
+    """The autocast dtype for `amp` on `device` (None: full precision). `torch.cuda.is_bf16_supported()`
+    is also true where bf16 is only emulated (T4, P100: compute capability below 8.0) and slow, so
+    "auto" asks the device's capability: bf16 from 8.0 (Ampere) on, fp16 (with a GradScaler) below."""
     if device.type != "cuda" or amp == "off":
         return None
-    if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+    major, minor = torch.cuda.get_device_capability(device)
+    native_bf16 = (major, minor) >= (8, 0)
+    if amp == "bf16":
+        if not native_bf16:
+            warnings.warn(f"amp: bf16 on a GPU of compute capability {major}.{minor} (below 8.0) is emulated "
+                          f"and slow there; amp: auto (or fp16) trains in fp16 on this GPU", stacklevel=2)
+        return torch.bfloat16
+    if amp == "auto" and native_bf16:
         return torch.bfloat16
     return torch.float16
 

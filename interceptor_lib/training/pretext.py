@@ -118,7 +118,7 @@ def pretrain_backbone(params, progress: bool = True) -> dict:
     import timm
     from safetensors.torch import save_file
 
-    from interceptor_lib.data.prepare import crop_cache, load_index
+    from interceptor_lib.data.prepare import crop_cache, load_index, require_room
 
     cfg: PretextParams = params.train.pretext
     if cfg.steps <= 0:
@@ -139,6 +139,8 @@ def pretrain_backbone(params, progress: bool = True) -> dict:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(params.seed)
         model = timm.create_model(params.train.backbone, pretrained=False, num_classes=len(DEGRADATIONS))
+    require_room(params, sum(t.numel() * t.element_size() for t in model.state_dict().values()),
+                 "the pretext backbone")
     dc = timm.data.resolve_model_data_config(model)
     mean = torch.tensor(dc["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(dc["std"]).view(1, 3, 1, 1)

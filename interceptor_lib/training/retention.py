@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.training.checkpoint import INDEX, checkpoint_bytes, save_checkpoint
+from interceptor_lib.training.checkpoint import INDEX, checkpoint_bytes, load_checkpoint, save_checkpoint
 
 REGISTRY = "checkpoints.json"
 
@@ -47,12 +47,19 @@ class CheckpointManager:
     """Checkpoints `root/<name>/` with a small registry `root/checkpoints.json`."""
 
     def __init__(self, root: str | Path, policy: RetentionPolicy | None = None, budget_root: str | Path | None = None,
-                 higher_is_better: bool = True):
+                 higher_is_better: bool = True, create: bool = True):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
         self.policy = policy or RetentionPolicy()
         self.budget_root = Path(budget_root) if budget_root else self.root
         self.higher_is_better = higher_is_better
+
+    @classmethod
+    def read_only(cls, root: str | Path) -> "CheckpointManager":
+        """A manager that only reads `root` (an attached earlier session's checkpoints): it creates
+        nothing; use latest() / best() / entries() only."""
+        return cls(root, create=False)
 
     # -- registry ---------------------------------------------------------------------------
     def entries(self) -> list[dict]:
@@ -67,7 +74,8 @@ class CheckpointManager:
         os.replace(tmp, self.root / REGISTRY)
 
     def latest(self) -> Path | None:
-        e = self.entries()
+        """The last checkpoint saved here (a best adopted from an earlier session is no resume point)."""
+        e = [x for x in self.entries() if not x.get("adopted")]
         return self.root / e[-1]["name"] if e else None
 
     def best(self) -> Path | None:
@@ -103,6 +111,47 @@ class CheckpointManager:
         self._write(entries)
         pruned += self._apply_policy()
         return SaveResult(path=path, kind=kind, bytes=entries[-1]["bytes"], pruned=pruned)
+
+    def finalize(self) -> Path | None:
+        """A finished run keeps what later steps need: the best checkpoint (else the latest), as
+        weights only (model, progress, config; the optimizer / scheduler / RNG state is for resuming
+        a run that has now ended); every other checkpoint is deleted. Returns the kept path. The
+        rewrite is atomic: the full checkpoint is replaced only once the slim one is complete."""
+        keep = self.best() or self.latest()
+        if keep is None:
+            return None
+        entries = self.entries()
+        self._delete([e["name"] for e in entries if e["name"] != keep.name])
+        entry = next(e for e in self.entries() if e["name"] == keep.name)
+        if entry.get("kind", "full") == "full":
+            state = load_checkpoint(keep)
+            light = {k: state[k] for k in ("model", "progress", "config", "history") if k in state}
+            tmp, old = self.root / (keep.name + ".slim"), self.root / (keep.name + ".full")
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_checkpoint(tmp, light, self.policy.max_chunk_mb, metadata={"kind": "weights", "metric": entry.get("metric")})
+            os.replace(keep, old)
+            os.replace(tmp, keep)
+            shutil.rmtree(old)
+            entry.update(kind="weights", bytes=checkpoint_bytes(keep))
+        entry.pop("adopted", None)  # a best adopted from an earlier session is now this run's result
+        self._write([entry])
+        return keep
+
+    def adopt_best(self, other_root: str | Path) -> Path | None:
+        """Copy the best checkpoint of another (read-only) checkpoint folder into this one, with its
+        metric: a run continued from an attached earlier session keeps competing with the best that
+        session found. Returns the copy (None when the other folder has no scored checkpoint)."""
+        other = CheckpointManager.read_only(other_root)
+        best = other.best()
+        if best is None or (self.root / best.name / INDEX).is_file():
+            return None
+        entry = next(e for e in other.entries() if e["name"] == best.name)
+        tmp = self.root / (best.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(best, tmp)
+        os.replace(tmp, self.root / best.name)
+        self._write([e for e in self.entries() if e["name"] != best.name] + [{**entry, "adopted": True}])
+        return self.root / best.name
 
     def _protected(self) -> set[str]:
         keep = set()

@@ -3,12 +3,21 @@
     run_stage(params, "ll", "stage1")   # FF++; stage2 Celeb-DF, stage3 WildDeepfake, stage4 DFDC
 
 Each stage starts from the previous stage's best checkpoint (chosen on validation): found in
-`<output_dir>/runs/<model>/<stage>/`, else under `train.previous_outputs` (an earlier session's
-outputs attached read-only). A finished stage leaves `done.json` and is skipped on a re-run; an
-interrupted one resumes from its last checkpoint. Stage 4 trains DFDC chunk by chunk in the
-configured order (default: most to least balanced, as notebook 01 shows), each chunk starting from
-the previous chunk's best checkpoint. A finished stage also leaves an fp16 weights-only export of
-its best checkpoint (`best-fp16/`, half the size, for sharing and inference), recorded in done.json.
+`<output_dir>/runs/<model>/<stage>/`, else under `train.previous_outputs` (earlier sessions'
+outputs attached read-only; their recorded paths re-rooted). A finished stage leaves `done.json` and
+is skipped on a re-run; an interrupted one resumes from its last checkpoint, also one an earlier
+session left in an attached output (the run continues in this run's folder; nothing is written
+there). Stage 4 trains DFDC chunk by chunk in the configured order (default: most to least
+balanced, as notebook 01 shows), each chunk starting from the previous chunk's best checkpoint.
+
+What a finished stage keeps is what later steps need: its best checkpoint as weights only (the
+optimizer state and the other checkpoints are deleted; a DFDC chunk's best until the stage ends),
+and an fp16 weights-only export of it (`best-fp16/`, half the size, for sharing and inference),
+recorded in done.json. A stage trains only on a complete cache of its dataset.
+
+An epoch draws `samples_per_epoch` items, by default `items_per_video` per training video: a frame (or
+clip) drawn afresh each epoch, as the reference design's loader did, instead of every cached frame of
+every video (32 times the cost for near-duplicate frames).
 
 Several GPUs: `launch_stage` (what the notebooks call) runs the stage in-process on one device, or,
 when params.device resolves to cuda and more than one GPU is visible, as
@@ -36,13 +45,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interceptor_lib.config import (DONE_FILE, STAGE_NAMES, done_record, stage_settings, stale_stage,
-                                    stale_stages_message)
+from interceptor_lib.config import STAGE_NAMES, done_record, stage_settings, stale_stage, stale_stages_message
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import dfdc_chunk_order
 from interceptor_lib.data.prepare import crop_cache, load_index
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.models import create_model, list_models
+from interceptor_lib.paths import DONE_FILE, RunPaths
 from interceptor_lib.training import distributed
 from interceptor_lib.training.budget import SESSION_START_ENV, RunBudget
 from interceptor_lib.training.checkpoint import checkpoint_bytes, export_weights, load_checkpoint
@@ -59,7 +68,7 @@ class TrainingStopped(InterceptorError):
 
 
 def run_dir(params, model_name: str, stage: str, root: str | Path | None = None) -> Path:
-    return Path(root or params.output_dir) / "runs" / model_name / stage
+    return RunPaths.of(params).run_dir(model_name, stage, root=Path(root) if root else None)
 
 
 def finished(params, model_name: str, stage: str) -> dict | None:
@@ -89,7 +98,7 @@ def previous_best(params, model_name: str, stage: str) -> Path | None:
         raise InterceptorError(
             f"{model_name} {stage} starts from {order[i - 1]}'s best checkpoint, but {order[i - 1]} has not finished "
             f"(no {DONE} under {run_dir(params, model_name, order[i - 1])}"
-            + (f" or {params.train.previous_outputs}" if params.train.previous_outputs else "")
+            + (f" or in {', '.join(params.train.previous_outputs)}" if params.train.previous_outputs else "")
             + f"); run notebook {STAGE_NAMES[order[i - 1]]} first")
     return Path(done["best"])
 
@@ -134,16 +143,20 @@ def make_datasets(params, model, rows: pd.DataFrame, val_rows: pd.DataFrame):
     train_tf = build_transform(True, dc["mean"], dc["std"], jpeg_quality=tuple(a.jpeg_quality), p_color=a.p_color,
                                p_blur=a.p_blur, p_jpeg=a.p_jpeg, p_downscale=a.p_downscale)
     return (cls(rows, cache, train_tf),
-            cls(val_rows, cache, build_transform(False, dc["mean"], dc["std"])))
+            cls(val_rows, cache, build_transform(False, dc["mean"], dc["std"]),
+                items_per_video=params.train.val_items_per_video))
 
 
-def train_config(params, stage_params) -> TrainConfig:
+def train_config(params, stage_params, train_videos: int = 0) -> TrainConfig:
+    """The Trainer's settings for one stage (or DFDC chunk) with `train_videos` training videos:
+    samples_per_epoch 0 (unset) draws train.items_per_video items per video and epoch."""
     t = params.train
+    per_epoch = t.samples_per_epoch if stage_params.samples_per_epoch is None else stage_params.samples_per_epoch
     return TrainConfig(
         epochs=stage_params.epochs, lr=stage_params.lr, pretrained_lr_ratio=t.pretrained_lr_ratio,
         loss=stage_params.loss, focal_gamma=t.focal_gamma, label_smoothing=t.label_smoothing,
         batch_size=t.batch_size, grad_accum=t.grad_accum, grad_clip=t.grad_clip, warmup_frac=t.warmup_frac,
-        samples_per_epoch=t.samples_per_epoch if stage_params.samples_per_epoch is None else stage_params.samples_per_epoch,
+        samples_per_epoch=per_epoch or train_videos * t.items_per_video,
         amp=t.amp, num_workers=t.num_workers, seed=params.seed,
         keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
         checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule, replay=stage_params.replay,
@@ -164,7 +177,9 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
         return {**done, "skipped": True}
     sp, settings = params.train.stages[stage], stage_settings(params, stage)
     init = previous_best(params, model_name, stage)  # fails first, naming the notebook to run
-    table = crop_cache(params).usable(load_index(params))
+    cache, index = crop_cache(params), load_index(params)
+    require_cached(cache, index, sp.dataset, stage)
+    table = cache.usable(index)
     data = table[table["dataset"] == sp.dataset]
     if data.empty:
         raise InterceptorError(f"{stage} trains on {sp.dataset}, but the cached index has no {sp.dataset} videos; "
@@ -173,6 +188,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
     device = _device(params.device)
     if device == "cuda" and distributed.is_distributed():
         device = f"cuda:{distributed.local_rank()}"
+    paths = RunPaths.of(params)
     t0 = time.perf_counter()
     if sp.dataset == "dfdc":
         order = sp.chunk_order or dfdc_chunk_order(data)["chunk"].tolist()
@@ -185,28 +201,34 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
     histories, best = [], init
     with budget:
         for name, rows in parts:
-            rdir = run_dir(params, model_name, stage) / name
-            if (rdir / DONE).is_file():
-                best = Path(json.loads((rdir / DONE).read_text())["best"])
+            rdir = paths.run_dir(model_name, stage, name)
+            part_done, _ = paths.find_done(model_name, stage, name) if name else (None, None)
+            if part_done is not None:  # a DFDC chunk finished here or in an attached earlier session
+                best = Path(part_done["best"])
                 continue
             if rows["label"].nunique() < 2:
                 if distributed.is_main():
                     warnings.warn(f"{model_name} {stage} {name or sp.dataset}: the training rows hold one class "
                                   f"({len(rows)} videos); skipped, the model passes through unchanged")
                 continue
+            n_videos = len(rows)
             if sp.replay > 0:  # the earlier stages' training videos, and this stage's chunks already trained
                 trained = [r for _, r in parts[:[n for n, _ in parts].index(name)]]
                 rows = with_replay(rows, pd.concat([earlier, *trained]))
             model = build_model(params, model_name, best)
             train_set, val_set = make_datasets(params, model, rows, val)
-            trainer = Trainer(model, train_set, val_set, train_config(params, sp), rdir, budget, device, progress,
-                              metadata={"stage": stage, "part": name, "dataset": sp.dataset})
+            trainer = Trainer(model, train_set, val_set, train_config(params, sp, n_videos), rdir, budget, device,
+                              progress, metadata={"stage": stage, "part": name, "dataset": sp.dataset},
+                              resume_from=_attached_latest(paths.attached_run_dirs(model_name, stage, name)))
             result = trainer.fit()
             if result.status == "stopped":
                 raise TrainingStopped(
                     f"{model_name} {stage}{' ' + name if name else ''} stopped ({result.reason}) after saving "
-                    f"{result.last}; re-run the same command (./run_all.sh {params.profile}) to resume from there")
-            best = result.best or result.last
+                    f"{result.last}; re-run the same command (./run_all.sh {params.profile}) to resume from there"
+                    + ("; in a new Kaggle session, attach this session's output and list it first in "
+                       "train.previous_outputs" if params.train.time_budget_h else ""))
+            best = distributed.run_on_main(lambda: trainer.ckpt.finalize())  # the best, weights only
+            distributed.barrier()
             _write_done(rdir, {"best": str(best), "history": result.history.to_dict("records"),
                                "settings": settings})
             histories.append(result.history.assign(part=name or sp.dataset))
@@ -216,11 +238,53 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                "skipped_parts": [n for n, r in parts if r["label"].nunique() < 2],
                "history": history.to_dict("records"), "seconds": round(time.perf_counter() - t0, 1),
                "stage_params": asdict(sp), "settings": settings}
-    rdir = run_dir(params, model_name, stage)
+    rdir = paths.run_dir(model_name, stage)
     summary["export"] = distributed.run_on_main(
         lambda: export_best(best, rdir, {"model_name": model_name, "stage": stage}) if best else None)
     _write_done(rdir, summary)
+    distributed.run_on_main(lambda: prune_parts(rdir, [n for n, _ in parts if n], keep=best))
     return {**summary, "skipped": False}
+
+
+def require_cached(cache, index: pd.DataFrame, dataset: str, stage: str) -> None:
+    """Raise unless every indexed video of `dataset` is cached or recorded as skipped: a stage must not
+    train (and select its best checkpoint) on the part of a dataset a stopped preprocessing reached."""
+    rows = index[index["dataset"] == dataset]
+    pending = cache.pending(rows)
+    if len(pending):
+        raise InterceptorError(
+            f"{stage} trains on {dataset}, but {len(pending)} of its {len(rows)} indexed videos are not preprocessed "
+            f"yet (e.g. {pending['video_id'].iloc[0]}; cache {cache.dir}" + (f" and {len(cache.attached)} attached"
+                                                                                   if cache.attached else "")
+            + "). Run notebook 00_prepare_data (or `python -m interceptor_lib prepare`) until it finishes; on "
+            "Kaggle in CPU-only sessions, each session's output attached to the next through train.previous_outputs.")
+
+
+def _attached_latest(run_dirs: list[Path]) -> Path | None:
+    """The latest checkpoint an interrupted run left in an attached earlier output (first folder that
+    has one), to resume from; None when there is none."""
+    from interceptor_lib.training.retention import CheckpointManager
+
+    for d in run_dirs:
+        latest = CheckpointManager.read_only(d / "checkpoints").latest()
+        if latest is not None:
+            return latest
+    return None
+
+
+def prune_parts(stage_dir: Path, parts: list[str], keep: Path | None) -> list[str]:
+    """Once a stage has finished, delete its parts' checkpoints (DFDC chunks) in this run's folder,
+    except the one holding `keep` (the stage's best); their done.json records stay. Returns the
+    folders deleted."""
+    import shutil
+
+    gone = []
+    for name in parts:
+        ckpts = Path(stage_dir) / name / "checkpoints"
+        if ckpts.is_dir() and not (keep and Path(keep).resolve().is_relative_to(ckpts.resolve())):
+            shutil.rmtree(ckpts)
+            gone.append(str(ckpts))
+    return gone
 
 
 def export_best(best: Path, rdir: Path, metadata: dict | None = None, max_chunk_mb: float = 100) -> dict:
