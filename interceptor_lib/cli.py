@@ -143,12 +143,13 @@ def _cmd_report(a) -> int:
 def _cmd_plan(a) -> int:
     """Print the plan of the whole chain (interceptor_lib.plan); exit 1 when it does not fit."""
     from interceptor_lib.config import load_params
-    from interceptor_lib.plan import default_sizes, format_plan, make_plan
+    from interceptor_lib.plan import default_sizes, format_plan, format_plan_markdown, make_plan
 
     params = load_params(a.profile, a.params, check_paths=False)  # plans without the data present
     sizes = a.sizes or default_sizes(params) or "published"
     plan = make_plan(params, sizes)
-    print(json.dumps(plan.to_dict(), indent=1) if a.json else format_plan(plan))
+    print(json.dumps(plan.to_dict(), indent=1) if a.json else format_plan_markdown(plan) if a.markdown
+          else format_plan(plan))
     return 0 if plan.fits else 1
 
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", help="profile name in params/ (default: demo)")
     s.add_argument("--params", help="path of a params file instead of a profile name")
     s.add_argument("--json", action="store_true", help="print the plan as one JSON document")
+    s.add_argument("--markdown", action="store_true", help="print the sessions as a Markdown table (README)")
     s.add_argument("--sizes", choices=["published", "data"],
                    help="dataset sizes: the published ones, or the index table of a prepared run "
                         "(<output_dir>/index/all.csv); default: data when that table exists")

@@ -805,15 +805,15 @@ def find_member_checkpoints(params_or_output_dir, models: list[str] | None = Non
     from interceptor_lib.paths import RunPaths
 
     if isinstance(params_or_output_dir, (str, Path)):
-        paths = RunPaths(root=Path(params_or_output_dir), cache_root=Path(params_or_output_dir) / "cache")
+        paths = RunPaths.at(params_or_output_dir)
         if models is None:
-            runs = paths.root / "runs"
+            runs = paths.runs
             models = sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
     else:
         paths = RunPaths.of(params_or_output_dir)
         models = list(params_or_output_dir.train.models) if models is None else models
     if not models:
-        raise EnsembleError(f"no trained models under {paths.root / 'runs'}; run the training notebooks "
+        raise EnsembleError(f"no trained models under {paths.runs}; run the training notebooks "
                             f"({', '.join(STAGE_NAMES.values())}) first")
     found: dict[str, Path] = {}
     for model in models:
@@ -828,6 +828,6 @@ def find_member_checkpoints(params_or_output_dir, models: list[str] | None = Non
                 break
         if model not in found:
             raise EnsembleError(f"model {model!r} has no finished training stage (no done.json with a best checkpoint "
-                                f"under {' or '.join(str(r / 'runs' / model) for r in paths.roots)}); run notebook "
+                                f"under {' or '.join(str(RunPaths.at(r).runs / model) for r in paths.roots)}); run notebook "
                                 f"{STAGE_NAMES['stage1']} for it first")
     return found

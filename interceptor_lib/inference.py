@@ -57,6 +57,7 @@ from interceptor_lib.data.video import IMAGE_SUFFIXES
 from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_config
 from interceptor_lib.errors import InterceptorError, MediaError
 from interceptor_lib.models.explain import grad_cam
+from interceptor_lib.paths import RunPaths
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
@@ -138,7 +139,7 @@ def resolve_preprocess(run: str | Path | None, profile: str | None = None, param
     if stored:
         return _from_dict(stored), "ensemble config"
     if run is not None:
-        summary = Path(run) / "reports" / "prepare_data.json"
+        summary = RunPaths.at(run).reports / "prepare_data.json"
         if summary.is_file():
             info = json.loads(summary.read_text())
             cfg = Path(str(info.get("cache_dir", ""))) / "config.json"

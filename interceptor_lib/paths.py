@@ -39,6 +39,20 @@ class RunPaths:
         return cls(root=Path(params.output_dir), cache_root=Path(params.preprocess.cache_dir),
                    previous=tuple(Path(p) for p in ([prev] if isinstance(prev, str) else prev)))
 
+    @classmethod
+    def at(cls, output_dir: str | Path) -> "RunPaths":
+        """The layout of an output folder alone (no params): its default cache place, nothing attached."""
+        return cls(root=Path(output_dir), cache_root=Path(output_dir) / "cache")
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def throughput_file(self) -> Path:
+        """Throughput measured by this run (interceptor_lib.throughput), read by `plan`."""
+        return self.reports / "throughput.json"
+
     @property
     def roots(self) -> tuple[Path, ...]:
         """This run's output folder, then the attached ones, in lookup order."""
@@ -69,7 +83,7 @@ class RunPaths:
 
     def run_dir(self, model: str, stage: str, part: str = "", root: Path | None = None) -> Path:
         """runs/<model>/<stage>[/<part>] under `root` (default: this run's output folder)."""
-        d = Path(root or self.root) / "runs" / model / stage
+        d = (RunPaths.at(root).runs if root else self.runs) / model / stage
         return d / part if part else d
 
     def done_file(self, model: str, stage: str, part: str = "", root: Path | None = None) -> Path:

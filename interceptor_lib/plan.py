@@ -282,8 +282,9 @@ def data_parts(params, datasets: list[str]) -> tuple[list[Part], list[int]]:
     import pandas as pd
 
     from interceptor_lib.data.inspection import dfdc_chunk_order
+    from interceptor_lib.paths import RunPaths
 
-    path = Path(params.output_dir) / "index" / "all.csv"
+    path = RunPaths.of(params).index_file("all")
     if not path.is_file():
         raise InterceptorError(f"--sizes data reads the index table {path}, which does not exist: index the "
                                f"datasets first (notebook 00, or python -m interceptor_lib prepare --profile "
@@ -617,4 +618,27 @@ def format_plan(plan: Plan) -> str:
     if plan.problems:
         out += ["", "Problems:"] + [f"  - {p}" for p in plan.problems]
     out += ["", "FITS" if plan.fits else "DOES NOT FIT"]
+    return "\n".join(out)
+
+
+def _summary(pieces: list[Piece]) -> str:
+    """A session's steps in one line: what it preprocesses or trains, from the first to the last."""
+    labels = [label for label, _ in _condensed(pieces)]
+    if len(labels) <= 2:
+        return "; ".join(labels)
+    return f"{labels[0]} … {labels[-1]} ({len(labels)} lines of `plan`)"
+
+
+def format_plan_markdown(plan: Plan) -> str:
+    """The plan's sessions and totals as a Markdown table (for the README)."""
+    d = plan.to_dict()
+    out = [f"Plan of profile `{plan.profile}` ({plan.sizes} sizes; sessions of at most {plan.time_budget_h:g} h "
+           f"and {plan.storage_budget_gb:g} GB; {plan.gpus} GPU(s) per GPU session):", "",
+           "| session | kind | hours | GPU h | peak GB | steps |", "|---|---|---|---|---|---|"]
+    for i, s in enumerate(plan.sessions, 1):
+        out.append(f"| {i} | {s.kind} | {s.hours:.1f} | {s.gpu_h:.1f} | {s.peak_gb:.1f} | {_summary(s.pieces)} |")
+    out += ["", f"Totals: {d['total_gpu_h']:.1f} GPU-hours of work in {d['gpu_sessions']} GPU session(s) "
+                f"({plan.gpu_session_h:.1f} h of quota, {d['gpu_share']:.0%} of it GPU work); preprocessing "
+                f"{d['total_cpu_h']:.1f} h in {d['cpu_sessions']} CPU-only session(s). "
+                + ("Fits." if plan.fits else "Does not fit: " + "; ".join(plan.problems))]
     return "\n".join(out)

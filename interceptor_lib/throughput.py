@@ -26,7 +26,7 @@ from pathlib import Path
 
 from interceptor_lib.errors import InterceptorError
 
-FILE = Path("reports") / "throughput.json"  # under an output folder
+from interceptor_lib.paths import RunPaths
 
 
 @contextlib.contextmanager
@@ -61,7 +61,7 @@ def record(output_dir, key: str, value: float, n: int) -> None:
         raise InterceptorError(f"throughput {key!r}: a measurement must be a positive number, got {value!r}")
     if not (isinstance(n, int) and n >= 1):
         raise InterceptorError(f"throughput {key!r}: n (units measured) must be an integer >= 1, got {n!r}")
-    path = Path(output_dir) / FILE
+    path = RunPaths.at(output_dir).throughput_file
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.parent):
         data = _read(path) if path.is_file() else {}
@@ -80,7 +80,7 @@ def measured(roots: list) -> dict[str, float]:
     skipped); the first root holding a key wins (this run's folder before the attached ones)."""
     out: dict[str, float] = {}
     for root in roots:
-        path = Path(root) / FILE if root else None
+        path = RunPaths.at(root).throughput_file if root else None
         if path is None or not path.is_file():
             continue
         for key, entry in _read(path).items():

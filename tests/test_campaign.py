@@ -12,7 +12,6 @@ sessions stop mid-cache, mid-epoch and between DFDC chunks at the same places on
 import hashlib
 from pathlib import Path
 
-import pytest
 import torch
 
 from interceptor_lib.config import load_params

@@ -183,3 +183,14 @@ def test_cli_plan_json_and_exit_status(tmp_path, capsys):
     assert cli.main(["plan", "--params", str(path), "--sizes", "published"]) == 1
     text = capsys.readouterr().out
     assert "train.storage_budget_gb" in text and "DOES NOT FIT" in text
+
+
+def test_the_readme_quotes_the_kaggle_plan_as_the_command_prints_it():
+    """README's plan block is `plan --profile kaggle --markdown` (published sizes, the params' figures):
+    a change of params or of the planner that changes the plan must change the README too."""
+    from interceptor_lib import REPO_ROOT
+    from interceptor_lib.plan import format_plan_markdown
+
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("<!-- plan:begin -->\n", 1)[1].split("<!-- plan:end -->", 1)[0].strip()
+    assert block == format_plan_markdown(make_plan(kaggle(), "published")).strip()
