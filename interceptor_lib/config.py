@@ -485,6 +485,10 @@ def _check(p: Params, check_paths: bool) -> None:
     if p.preprocess.image_format not in IMAGE_FORMATS:
         raise ParamsError(f"params key 'preprocess.image_format' must be one of {IMAGE_FORMATS}, "
                           f"got {p.preprocess.image_format!r}")
+    if p.preprocess.boxes not in ("track", "detect"):
+        raise ParamsError(f"params key 'preprocess.boxes' must be track or detect, got {p.preprocess.boxes!r}")
+    if p.preprocess.full_detect_every < 1:
+        raise ParamsError(f"params key 'preprocess.full_detect_every' must be >= 1, got {p.preprocess.full_detect_every!r}")
     if p.preprocess.detector not in ("haar", "yunet"):
         raise ParamsError(f"params key 'preprocess.detector' must be haar or yunet, got {p.preprocess.detector!r}")
     if p.preprocess.detector == "yunet" and not (p.preprocess.detector_model and Path(p.preprocess.detector_model).is_file()):

@@ -42,3 +42,37 @@ def write_corrupt(path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     return path
+
+
+# The astronaut's face within face_patch(): x 175-275, y 65-165 of the photograph, cut at [20:260, 110:350]
+FACE_IN_PATCH = np.array([65, 45, 165, 145], np.float32) / 240
+
+
+def face_patch(side: int, mirror: bool = False) -> np.ndarray:
+    """The astronaut's head and shoulders (240 px of the photograph), resized to `side`, mirrored."""
+    patch = skdata.astronaut()[20:260, 110:350]
+    patch = patch[:, ::-1] if mirror else patch
+    return cv2.resize(np.ascontiguousarray(patch), (side, side), interpolation=cv2.INTER_AREA)
+
+
+def two_face_frames(n: int = 16, size: tuple[int, int] = (640, 360)):
+    """Frames with two faces: A (left) shrinks from 220 to 130 px patches while B (right, mirrored)
+    grows from 110 to 240, so B is the larger one in the second half. Returns (frames, true boxes of
+    A, true boxes of B), boxes (x0, y0, x1, y1) of the faces in pixels."""
+    w, h = size
+    frames, a_boxes, b_boxes = [], [], []
+    for i in range(n):
+        t = i / max(1, n - 1)
+        img = np.full((h, w, 3), 70, np.uint8)
+        sa, sb = int(220 - 90 * t), int(110 + 130 * t)
+        ya, yb = (h - sa) // 2, (h - sb) // 2
+        xa, xb = 20, w - 20 - sb
+        img[ya:ya + sa, xa:xa + sa] = face_patch(sa)
+        img[yb:yb + sb, xb:xb + sb] = face_patch(sb, mirror=True)
+        fa = FACE_IN_PATCH * sa + np.array([xa, ya, xa, ya])
+        fb = np.array([1 - FACE_IN_PATCH[2], FACE_IN_PATCH[1], 1 - FACE_IN_PATCH[0], FACE_IN_PATCH[3]]) * sb \
+            + np.array([xb, yb, xb, yb])
+        frames.append(img)
+        a_boxes.append(fa)
+        b_boxes.append(fb)
+    return frames, a_boxes, b_boxes

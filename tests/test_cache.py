@@ -199,3 +199,25 @@ def test_a_full_disk_stops_with_a_message_and_keeps_finished_entries(tmp_path, v
     monkeypatch.setattr(cache_mod, "write_entry", real_write)
     again = build_cache(table(videos, ["real", "silent"]), params(), tmp_path, progress=False)
     assert sorted(again.manifest()["video_id"]) == ["dfdc/real", "dfdc/silent"]
+
+
+def test_a_fake_of_another_length_takes_its_originals_boxes_by_time(tmp_path, videos):
+    """A fake with other frame counts than its original (a trimmed or re-timed copy) still gets the
+    original's boxes, each frame the one nearest in time; the reference path detected on the fake."""
+    short = write_video(tmp_path / "short_fake.mp4", face_frames(40))
+    t = make_table([row("dfdc/real", videos["real"], 0), row("dfdc/short", short, 1, original="dfdc/real")])
+    cache = build_cache(t, params(), tmp_path / "track", progress=False)
+    m = cache.manifest().set_index("video_id")
+    assert m.loc["dfdc/short", "box_source"] == "original_by_time"
+    real, fake = cache.reader("dfdc/real"), cache.reader("dfdc/short")
+    for f, box in zip(fake.frame_indices, fake.boxes):  # the original's box at the same time (same fps)
+        k = np.searchsorted(real.frame_indices, f)
+        if real.frame_indices[min(k, len(real.frame_indices) - 1)] == f:
+            assert np.allclose(box, real.boxes[k])     # a frame the original stored: its box
+        else:                                          # between two stored frames: between their boxes
+            lo, hi = real.boxes[k - 1], real.boxes[k]
+            assert np.all(box >= np.minimum(lo, hi) - 1e-3) and np.all(box <= np.maximum(lo, hi) + 1e-3)
+    legacy = build_cache(t, params(boxes="detect"), tmp_path / "detect", progress=False)
+    assert legacy.manifest().set_index("video_id").loc["dfdc/short", "box_source"] == "self"
+    alone = build_cache(t[t["video_id"] == "dfdc/short"], params(), tmp_path / "alone", progress=False)
+    assert alone.manifest()["box_source"].tolist() == ["self"]  # its original is missing: detected on its own

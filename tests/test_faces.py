@@ -59,3 +59,55 @@ def test_yunet_without_model_file_says_what_to_provide(tmp_path):
         create_face_detector("yunet", str(tmp_path / "missing.onnx"))
     with pytest.raises(ValueError, match="unknown face detector"):
         create_face_detector("mtcnn")
+
+
+def test_tracking_follows_one_person_when_another_face_grows_larger():
+    """Two faces; B outgrows A half-way. The largest face per frame jumps to B; the tracked face stays A."""
+    from media import two_face_frames
+
+    from interceptor_lib.data.faces import track_faces
+
+    frames, a, b = two_face_frames(16)
+    det = HaarFaceDetector()
+    largest = [det.detect(f)[0][0] for f in frames]
+    assert iou(largest[-1], b[-1]) > 0.5  # the reference rule switches person: the test can tell
+    for every in (1, 4):  # full-frame search of every frame, and nearby search in between
+        tracked = track_faces(det, frames, [True] * len(frames), full_every=every)
+        assert all(box is not None and iou(box, box_a) > 0.6 for box, box_a in zip(tracked, a)), every
+
+
+def test_nearby_search_finds_the_box_the_full_search_finds_with_fewer_full_searches():
+    from media import face_frames
+
+    from interceptor_lib.data.faces import track_faces
+
+    class Counting(HaarFaceDetector):
+        full = near = 0
+
+        def detect(self, frame):
+            Counting.full += 1
+            return super().detect(frame)
+
+        def detect_near(self, frame, prev):
+            Counting.near += 1
+            return super().detect_near(frame, prev)
+
+    frames = face_frames(24)
+    det = Counting()
+    probe = [i % 2 == 0 for i in range(24)]
+    full = track_faces(det, frames, probe, full_every=1)
+    calls_full = Counting.full
+    Counting.full = Counting.near = 0
+    tracked = track_faces(det, frames, probe, full_every=6)
+    assert Counting.full < calls_full / 3 and Counting.near > 0
+    assert all((x is None) == (not p) for x, p in zip(tracked, probe))
+    assert all(iou(x, y) > 0.8 for x, y in zip(tracked, full) if x is not None)
+
+
+def test_nearest_in_time_maps_frames_across_frame_counts_and_rates():
+    from interceptor_lib.data.cache import nearest_in_time
+
+    source = np.array([0, 10, 20, 30])                # a 25 fps original's stored frames
+    assert nearest_in_time(np.array([0, 10, 20, 30]), 25.0, source, 25.0).tolist() == [0, 1, 2, 3]
+    assert nearest_in_time(np.array([0, 12, 24, 36]), 30.0, source, 25.0).tolist() == [0, 1, 2, 3]  # same times
+    assert nearest_in_time(np.array([4, 6, 99]), 25.0, source, 25.0).tolist() == [0, 1, 3]

@@ -39,7 +39,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from interceptor_lib.data.crops_file import CropEntry, CropReader, encode_crop, write_entry
-from interceptor_lib.data.faces import CropSpec, create_face_detector, crop_face, fill_missing_boxes
+from interceptor_lib.data.faces import CropSpec, create_face_detector, crop_face, fill_missing_boxes, track_faces
 from interceptor_lib.data.video import (open_source, read_tar_sequences, sample_clip_starts,
                                         sample_frame_indices)
 from interceptor_lib.errors import MediaError, PreprocessError
@@ -59,6 +59,12 @@ class PreprocessParams:
     detector: str = "haar"           # 'haar' (OpenCV, offline) or 'yunet' (needs detector_model)
     detector_model: str | None = None  # path of a detector model file (YuNet ONNX)
     detect_max_side: int = 640       # frames are downscaled to this longer side for detection only
+    # How boxes are found: "track" follows one face, searching near its previous box (a full-frame
+    # search every full_detect_every probed frames, and where the nearby search fails), and fakes take
+    # their original's boxes by timestamp; "detect" searches every probed frame in full, keeps the
+    # largest face of each, and reuses an original's boxes only for a fake of the same frame count.
+    boxes: str = "track"
+    full_detect_every: int = 16
     min_face_rate: float = 0.5       # a video with faces in fewer sampled frames is skipped ('no_face')
     reuse_original_boxes: bool = True  # fakes use the boxes found on their original video
     audio_sample_rate: int = 16000   # mono audio for the audio-visual model
@@ -71,7 +77,8 @@ class PreprocessParams:
 
     # Fields that change what is stored; the others (workers, ceiling, location) do not.
     KEY_FIELDS = ("frames_per_video", "clips_per_video", "clip_len", "face_size", "margin", "detector",
-                  "detector_model", "detect_max_side", "min_face_rate", "reuse_original_boxes",
+                  "detector_model", "detect_max_side", "boxes", "full_detect_every", "min_face_rate",
+                  "reuse_original_boxes",
                   "audio_sample_rate", "audio_window_s", "image_format", "jpeg_quality")
 
     def cache_key(self) -> str:
@@ -327,7 +334,7 @@ def _tasks(rows, cache, params, manifest):
             orig = CropReader(cache.entry_path(r["original_id"]))
             item["reuse"] = {"frame_indices": orig.frame_indices.tolist(), "boxes": orig.boxes.tolist(),
                              "found": orig.found.tolist(), "probed": orig.probed.tolist(),
-                             "source": r["original_id"]}
+                             "fps": float(orig.meta.get("fps") or 0.0), "source": r["original_id"]}
         if r["member"] and os.path.isfile(r["path"]):
             tars.setdefault(r["path"], []).append(item)
         else:
@@ -379,10 +386,24 @@ def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
         spec = CropSpec(size=params.face_size, margin=1.0)
     else:
         reuse = item.get("reuse")
+        timed = reuse and params.boxes == "track" and reuse["fps"] > 0 and info.fps > 0
         if reuse and reuse["frame_indices"] == union.tolist():
             boxes, found = np.asarray(reuse["boxes"], np.float32), np.asarray(reuse["found"], bool)
             probed = np.asarray(reuse["probed"], bool)
             box_source = "original"
+        elif timed:  # another frame count or rate: each frame takes the original's box at its time
+            boxes, j = boxes_at_times(union, info.fps, np.asarray(reuse["frame_indices"]), reuse["fps"],
+                                      np.asarray(reuse["boxes"], np.float32))
+            found, probed = np.asarray(reuse["found"], bool)[j], np.asarray(reuse["probed"], bool)[j]
+            box_source = "original_by_time"
+        elif params.boxes == "track":
+            det, probe = _detector(params), set(fidx.tolist()) | set(starts.tolist())
+            probed = np.array([int(f) in probe for f in union])
+            found_boxes = track_faces(det, imgs, probed.tolist(), params.full_detect_every)
+            try:
+                boxes, found = fill_missing_boxes(found_boxes)
+            except ValueError:
+                raise MediaError("no_face", f"no face found in {probed.sum()} sampled frames of {r['path']}") from None
         else:
             # Detect on the evenly spaced frames and the first frame of each clip; the other clip
             # frames (a fraction of a second later) take the nearest detected box. Halves the
@@ -433,6 +454,26 @@ def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
     if audio_failure:
         res["failure"] = _failure(item, audio_failure)["failure"]
     return res
+
+
+def nearest_in_time(frames: np.ndarray, fps: float, source_frames: np.ndarray, source_fps: float) -> np.ndarray:
+    """For each frame index of a video at `fps`, the position in `source_frames` (sorted frame indices
+    of another video at `source_fps`, e.g. a fake's original) of the frame nearest in time."""
+    t, ts = np.asarray(frames, np.float64) / fps, np.asarray(source_frames, np.float64) / source_fps
+    k = np.clip(np.searchsorted(ts, t), 1, max(1, len(ts) - 1))
+    left = np.clip(k - 1, 0, len(ts) - 1)
+    right = np.clip(k, 0, len(ts) - 1)
+    return np.where(np.abs(ts[left] - t) <= np.abs(ts[right] - t), left, right)
+
+
+def boxes_at_times(frames: np.ndarray, fps: float, source_frames: np.ndarray, source_fps: float,
+                   source_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes of another video (its sorted stored frame indices at `source_fps` and their boxes)
+    at the times of `frames` (at `fps`): interpolated linearly between the two stored frames around
+    each time (held at the ends), and the position of the nearest stored frame in time."""
+    t, ts = np.asarray(frames, np.float64) / fps, np.asarray(source_frames, np.float64) / source_fps
+    boxes = np.stack([np.interp(t, ts, source_boxes[:, k]) for k in range(4)], axis=1).astype(np.float32)
+    return boxes, nearest_in_time(frames, fps, source_frames, source_fps)
 
 
 def _audio_windows(wave: np.ndarray, starts: np.ndarray, params: PreprocessParams, fps: float) -> np.ndarray:

@@ -54,6 +54,29 @@ class HaarFaceDetector:
         return sorted(out, key=lambda bs: -_area(bs[0]))
 
 
+    def detect_near(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
+        """Faces near `prev` (the same face a moment earlier): the cascade runs on a region of
+        ROI_CONTEXT x the box around it, scaled so the face is about ROI_FACE_PX pixels, for sizes
+        from half to twice that. Faces move and grow little between sampled frames, so this finds
+        the face for a fraction of a full-frame search (its cost grows with area and scale range)."""
+        return self._sized(*_roi(frame_rgb, prev), _side(prev))
+
+    def detect_sized(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
+        """Faces anywhere in the frame of about `prev`'s size (half to twice): the whole frame scaled
+        so that such a face is SIZED_FACE_PX pixels, the detection scale chosen from the face size."""
+        return self._sized(*_scaled(frame_rgb, prev), _side(prev))
+
+    def _sized(self, image: np.ndarray, origin: np.ndarray, scale: float, side: float) -> list[tuple[Box, float]]:
+        """Faces of half to twice `side` (full-resolution pixels) in `image`, a region of the frame
+        at `origin` resized by `scale`, mapped back to the frame."""
+        gray = self._clahe.apply(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+        lo, hi = max(20, int(side * scale / 2)), max(40, int(side * scale * 2))
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            gray, scaleFactor=self.scale_factor, minSize=(lo, lo), maxSize=(hi, hi),
+            minNeighbors=self.min_neighbors, outputRejectLevels=True)
+        return _from_roi(boxes, weights, origin, scale)
+
+
 class YuNetFaceDetector:
     """OpenCV's YuNet CNN face detector (Wu et al. 2023) from a local ONNX model file."""
 
@@ -81,7 +104,121 @@ class YuNetFaceDetector:
         return sorted(out, key=lambda bs: -_area(bs[0]))
 
 
+    def detect_near(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
+        """Faces near `prev`, found in a region around it scaled to put the face at ~ROI_FACE_PX."""
+        return self._sized(*_roi(frame_rgb, prev))
+
+    def detect_sized(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
+        """Faces of about `prev`'s size anywhere: the frame scaled to put such a face at ~SIZED_FACE_PX."""
+        return self._sized(*_scaled(frame_rgb, prev))
+
+    def _sized(self, roi: np.ndarray, origin: np.ndarray, scale: float) -> list[tuple[Box, float]]:
+        h, w = roi.shape[:2]
+        self._net.setInputSize((w, h))
+        _, faces = self._net.detect(cv2.cvtColor(roi, cv2.COLOR_RGB2BGR))
+        faces = np.zeros((0, 15), np.float32) if faces is None else faces
+        return _from_roi(faces[:, :4], faces[:, -1], origin, scale)
+
+
 _DETECTORS = {"haar": HaarFaceDetector, "yunet": YuNetFaceDetector}
+
+ROI_CONTEXT = 2.2   # side of the search region around the previous box, in box sides
+ROI_FACE_PX = 72    # the previous face's side in the scaled search region (the cascade's window is 24 px)
+SIZED_FACE_PX = 48  # its side in the scaled whole frame: a whole frame costs more, and 48 px still finds it
+
+
+def track_faces(detector, frames: list[np.ndarray], probe: list[bool], full_every: int = 8) -> list[Box | None]:
+    """One face's box in each probed frame (None where it was not found; frames not probed get None).
+
+    The face followed is the same person throughout: the largest face of the first frame where one is
+    found, then in each probed frame the candidate closest to the previous box (not whichever face is
+    largest there). Probed frames are searched near the previous box (`detector.detect_near`); every
+    `full_every` probes, and wherever the nearby search finds nothing, the whole frame is searched for
+    faces of the previous one's size (`detect_sized`, at a scale chosen from that size), and at every
+    size until a first face is found or when that finds nothing either. `full_every` <= 1 searches
+    every frame in full at every size (the reference search)."""
+    out: list[Box | None] = [None] * len(frames)
+    prev, since_full = None, 0
+    tracks = full_every > 1 and hasattr(detector, "detect_near")
+    for i, (frame, p) in enumerate(zip(frames, probe)):
+        if not p:
+            continue
+        cands = []
+        if prev is not None and tracks and since_full < full_every - 1:
+            cands = detector.detect_near(frame, prev)
+            since_full += 1
+        if not cands and prev is not None and tracks:
+            cands = detector.detect_sized(frame, prev)
+            since_full = 0
+        if not cands:
+            cands = detector.detect(frame)
+            since_full = 0
+        chosen = _closest(cands, prev)
+        if chosen is not None:
+            out[i] = prev = chosen
+    return out
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = _area(a) + _area(b) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _closest(cands: list[tuple[Box, float]], prev: Box | None) -> Box | None:
+    """The largest candidate without a previous box; else the one overlapping it most, or, when none
+    overlaps, the nearest by centre distance in units of the previous box's side, if within one side
+    (a face farther than that is someone else: no box rather than a jump to another person)."""
+    if not cands:
+        return None
+    if prev is None:
+        return cands[0][0]  # detectors return the largest first
+    ious = [box_iou(b, prev) for b, _ in cands]
+    if max(ious) > 0:
+        return cands[int(np.argmax(ious))][0]
+    side = max(prev[2] - prev[0], prev[3] - prev[1])
+    c0 = np.array([(prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2])
+    dist = [np.linalg.norm(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) - c0) / side for b, _ in cands]
+    k = int(np.argmin(dist))
+    return cands[k][0] if dist[k] <= 1.0 else None
+
+
+def _roi(frame: np.ndarray, prev: Box) -> tuple[np.ndarray, np.ndarray, float]:
+    """The region of ROI_CONTEXT x `prev`'s side around its centre (clipped to the frame), resized so
+    that `prev`'s side becomes ROI_FACE_PX; returns (region, its top-left corner, scale)."""
+    h, w = frame.shape[:2]
+    side = max(float(prev[2] - prev[0]), float(prev[3] - prev[1]), 1.0)
+    cx, cy, half = (prev[0] + prev[2]) / 2, (prev[1] + prev[3]) / 2, side * ROI_CONTEXT / 2
+    x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
+    x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
+    region = frame[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    scale = ROI_FACE_PX / side
+    size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(region, size, interpolation=interp), np.array([x0, y0, x0, y0], np.float32), scale
+
+
+def _side(box: Box) -> float:
+    return max(float(box[2] - box[0]), float(box[3] - box[1]), 1.0)
+
+
+def _scaled(frame: np.ndarray, prev: Box) -> tuple[np.ndarray, np.ndarray, float]:
+    """The whole frame resized so that `prev`'s side becomes SIZED_FACE_PX (at most 1:1), its origin
+    (0) and the scale."""
+    scale = min(1.0, SIZED_FACE_PX / _side(prev))
+    h, w = frame.shape[:2]
+    image = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
+        if scale < 1 else frame
+    return image, np.zeros(4, np.float32), scale
+
+
+def _from_roi(boxes, scores, origin: np.ndarray, scale: float) -> list[tuple[Box, float]]:
+    out = [(np.array([x, y, x + bw, y + bh], np.float32) / scale + origin, float(sc))
+           for (x, y, bw, bh), sc in zip(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores).reshape(-1))]
+    return sorted(out, key=lambda bs: -_area(bs[0]))
 
 
 def create_face_detector(name: str = "haar", model_path: str | None = None, **kwargs):

@@ -36,7 +36,8 @@ def chunk_order_comparison(order: pd.DataFrame, seed_order: list[int]) -> pd.Dat
 
 def face_detection_rates(manifest: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
     """Per dataset: videos cached, skipped for no face, mean share of sampled frames with a face
-    (detected on the video itself), and how many fakes reused their original's boxes."""
+    (detected on the video itself), and how fakes got their boxes: from their original (same frames, or
+    nearest in time), or detected on their own (original missing)."""
     rows = []
     for ds in sorted(set(manifest["dataset"]) | set(failures.get("dataset", pd.Series(dtype=str)))):
         m = manifest[manifest["dataset"] == ds]
@@ -47,7 +48,12 @@ def face_detection_rates(manifest: pd.DataFrame, failures: pd.DataFrame) -> pd.D
                      "undecodable": int((f["reason"] == "undecodable").sum()) if len(f) else 0,
                      "no_audio_kept": int((f["reason"] == "no_audio").sum()) if len(f) else 0,
                      "face_rate_own_detection": round(float(own["face_rate"].astype(float).mean()), 3) if len(own) else None,
-                     "boxes_from_original": int((m["box_source"] == "original").sum())})
+                     "boxes_from_original": int((m["box_source"] == "original").sum()),
+                     # another frame count or rate: the original's boxes nearest in time
+                     "boxes_from_original_by_time": int((m["box_source"] == "original_by_time").sum()),
+                     # fakes whose original is missing: their own faces were detected
+                     "fakes_detected_on_their_own": int(((m["box_source"] == "self")
+                                                         & (m["label"].astype(int) == 1)).sum())})
     return pd.DataFrame(rows)
 
 
