@@ -104,7 +104,7 @@ def components(path: Path, params: PreprocessParams) -> dict[str, float]:
     fidx = sample_frame_indices(n, params.frames_per_video)
     starts = sample_clip_starts(n, params.clips_per_video, params.clip_len)
     union = np.unique(np.concatenate([fidx, (starts[:, None] + np.arange(params.clip_len)).reshape(-1)]))
-    imgs = src.read(union)
+    imgs = src.read_skipping(union) if params.boxes == "track" else src.read(union)
     src.audio(params.audio_sample_rate)
     t1 = cpu()
     det, probe = _detector(params), set(fidx.tolist()) | set(starts.tolist())

@@ -111,3 +111,21 @@ def test_nearest_in_time_maps_frames_across_frame_counts_and_rates():
     assert nearest_in_time(np.array([0, 10, 20, 30]), 25.0, source, 25.0).tolist() == [0, 1, 2, 3]
     assert nearest_in_time(np.array([0, 12, 24, 36]), 30.0, source, 25.0).tolist() == [0, 1, 2, 3]  # same times
     assert nearest_in_time(np.array([4, 6, 99]), 25.0, source, 25.0).tolist() == [0, 1, 3]
+
+
+def test_reading_without_unreferenced_frames_gives_the_same_frames(tmp_path):
+    """read_skipping leaves out the H.264 frames nothing refers to unless asked for them: the frames it
+    returns are those of the reference reader, and it did skip some (x264's B-frames)."""
+    import av
+    from media import face_frames, write_video
+
+    from interceptor_lib.data.video import VideoSource, _droppable
+
+    path = write_video(tmp_path / "v.mp4", [np.roll(f, 2 * i, axis=1) for i, f in enumerate(face_frames(60))])
+    with av.open(str(path)) as c:
+        dropped = sum(_droppable(bytes(p)) for p in c.demux(c.streams.video[0]) if p.size)
+    assert dropped > 10
+    src = VideoSource(path)
+    for idx in ([0, 7, 8, 9, 10, 33, 59], [5], list(range(20, 28))):
+        ref, fast = src.read(idx), src.read_skipping(idx)
+        assert len(ref) == len(fast) == len(idx) and all(np.array_equal(a, b) for a, b in zip(ref, fast))

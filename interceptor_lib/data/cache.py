@@ -375,7 +375,8 @@ def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
     starts = sample_clip_starts(n, params.clips_per_video, params.clip_len)
     clip_idx = (starts[:, None] + np.arange(params.clip_len)[None, :]) if len(starts) else np.zeros((0, params.clip_len), np.int64)
     union = np.unique(np.concatenate([fidx, clip_idx.reshape(-1)]))
-    imgs = src.read(union)
+    # the tracked path also skips decoding the frames nothing refers to (the same frames, less CPU)
+    imgs = src.read_skipping(union) if params.boxes == "track" and hasattr(src, "read_skipping") else src.read(union)
 
     box_source = "self"
     if src.precropped:  # face sequences (WildDeepfake) are already cropped: keep the whole image
