@@ -39,7 +39,7 @@ def _cmd_make_demo_data(a) -> int:
 
     t = time.perf_counter()
     report = make_demo_data(a.out, seed=a.seed, scale=a.scale, artifact_strength=a.strength,
-                            workers=a.workers, progress=not a.quiet)
+                            workers=a.workers, progress=not a.quiet, overwrite=a.overwrite)
     report = report.to_dict() if hasattr(report, "to_dict") else dict(report)
     print(json.dumps(report, indent=1, default=str))
     print(f"demo corpus in {a.out} ({time.perf_counter() - t:.1f} s)")
@@ -178,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_index)
 
     s = sub.add_parser("make-demo-data", help="generate the synthetic corpus in the four datasets' layouts")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder to write into; files there that make-demo-data did "
+                                                "not write make it refuse (see --overwrite)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace the corpus's folders even when they hold files it did not write")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--scale", choices=["tiny", "small", "medium"], default="small")
     s.add_argument("--strength", type=float, default=1.0, help="artifact strength (1.0 = default difficulty)")

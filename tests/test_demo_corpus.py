@@ -300,6 +300,53 @@ def test_bad_arguments_fail_clearly(tmp_path):
         make_demo_data(tmp_path, scale="tiny", artifact_strength=-1, progress=False)
 
 
+def test_foreign_files_are_never_removed_without_overwrite(tmp_path):
+    from interceptor_lib.data.demo.corpus import MARKER, _remove_stale
+    from interceptor_lib.errors import InterceptorError
+
+    # a folder the generator did not write: refused, nothing touched, the message names the file
+    mine = tmp_path / "mine" / FF / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    with pytest.raises(InterceptorError, match="did not write") as e:
+        make_demo_data(tmp_path / "mine", scale="tiny", progress=False)
+    assert "notes.txt" in str(e.value) and "--overwrite" in str(e.value)
+    assert mine.read_text() == "mine" and not (tmp_path / "mine" / MARKER).exists()
+    # --out naming a file
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(InterceptorError, match="is a file"):
+        make_demo_data(tmp_path / "file.txt", scale="tiny", progress=False)
+    assert (tmp_path / "file.txt").read_text() == "x"
+    # an interrupted run's files (listed in its marker) go; the user's file beside them stays,
+    # and one inside the corpus's folders makes it refuse
+    out = tmp_path / "run"
+    ours = out / DF / "dfdc_train_part_0" / "a.mp4"
+    ours.parent.mkdir(parents=True)
+    ours.write_bytes(b"partial")
+    (out / MARKER).write_text(json.dumps({"files": [f"{DF}/dfdc_train_part_0/a.mp4"]}))
+    (out / "README.txt").write_text("user")
+    (out / DF / "keep.json").write_text("user")
+    with pytest.raises(InterceptorError, match="keep.json"):
+        _remove_stale(out, overwrite=False)
+    assert ours.exists() and (out / DF / "keep.json").exists()
+    (out / DF / "keep.json").unlink()
+    _remove_stale(out, overwrite=False)
+    assert not ours.exists() and not (out / DF).exists() and (out / "README.txt").read_text() == "user"
+    # overwrite: the corpus's folders go whole, other content of the folder stays
+    _remove_stale(tmp_path / "mine", overwrite=True)
+    assert not mine.exists() and not (tmp_path / "mine" / FF).exists()
+
+
+def test_cli_make_demo_data_refuses_a_users_folder(tmp_path, capsys):
+    from interceptor_lib.cli import main
+
+    (tmp_path / CD).mkdir()
+    (tmp_path / CD / "video.mp4").write_bytes(b"user data")
+    assert main(["make-demo-data", "--out", str(tmp_path), "--scale", "tiny", "--quiet"]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (tmp_path / CD / "video.mp4").read_bytes() == b"user data"
+
+
 # -- artifact families, each on a synthetic frame ---------------------------------------------------
 
 def _scene(key: str, **over):

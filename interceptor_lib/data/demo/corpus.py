@@ -3,7 +3,10 @@
 The manifest (`demo_manifest.json`) is written last: its presence with the same seed / scale /
 strength and `"complete": true` means the corpus is whole, and a second call returns the stored
 report without touching any file. Anything else (no manifest, other arguments, a missing file)
-removes the corpus's own folders and files (never anything else in `out_dir`) and regenerates.
+regenerates: before writing, a marker (`.interceptor_demo.json`) lists every file the corpus will
+write, and only files listed by an earlier marker or manifest are removed. A file in the corpus's
+folders that no marker lists is the user's: the call refuses, naming it, unless `overwrite=True`.
+Other content of `out_dir` is never touched.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from interceptor_lib import __version__
+from interceptor_lib.errors import InterceptorError
 from interceptor_lib.data.demo.detect_rate import SIDE_TABLE, measure_face_detection_rate
 from interceptor_lib.data.demo.jobs import init_worker, run_job
 from interceptor_lib.data.demo.layouts import DEMO_ROOTS, PLANNERS, DatasetPlan
 from interceptor_lib.data.demo.scales import get_scale
 
 MANIFEST = "demo_manifest.json"
+MARKER = ".interceptor_demo.json"  # the files this corpus wrote (or is writing): what it may remove
 NOTE = ("Synthetic demo corpus: procedurally rendered faces with injected artifacts. A test harness "
         "for the pipeline; numbers measured on it say nothing about real-world accuracy.")
 _FIRST_COLUMNS = ["dataset", "relpath", "label", "method", "artifact", "strength", "artifact_params", "original",
@@ -54,12 +59,14 @@ class DemoReport:
 
 
 def make_demo_data(out_dir: str | Path, seed: int = 0, scale: str = "small", artifact_strength: float = 1.0,
-                   workers: int = 2, progress: bool = True) -> DemoReport:
+                   workers: int = 2, progress: bool = True, overwrite: bool = False) -> DemoReport:
     """Generate the synthetic FF++ / Celeb-DF v2 / WildDeepfake / DFDC corpus under `out_dir` in
     the datasets' official layouts (roots in `DEMO_ROOTS`), plus `demo_artifacts.csv` (one row
     per video or sequence: label, artifact family and strength, scene conditions) and
     `demo_manifest.json`. Deterministic: same seed, scale and strength give byte-identical media.
     Returns the stored report without work when a complete corpus with the same arguments exists.
+    Refuses (InterceptorError) when `out_dir` is a file, or when the corpus's folders hold files it
+    did not write, unless `overwrite` (which then removes those folders whole).
     """
     spec = get_scale(scale)
     if not artifact_strength >= 0:
@@ -67,13 +74,19 @@ def make_demo_data(out_dir: str | Path, seed: int = 0, scale: str = "small", art
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InterceptorError(f"the demo corpus goes into a folder; {out_dir} is a file")
     existing = _complete_report(out_dir, seed, scale, artifact_strength)
     if existing is not None:
         return existing
     t0 = time.perf_counter()
-    _remove_stale(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     plans = {name: planner(int(seed), spec, float(artifact_strength)) for name, planner in PLANNERS.items()}
+    planned = sorted({j.relpath for p in plans.values() for j in p.jobs} | {r for p in plans.values() for r in p.files}
+                     | {SIDE_TABLE, MANIFEST})
+    _remove_stale(out_dir, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER).write_text(json.dumps({"note": "written by interceptor_lib make-demo-data: the files it "
+                                              "may replace", "files": planned}, indent=0))
     _render(out_dir, plans, int(workers), progress)
     rows = [r for p in plans.values() for r in p.rows]
     for plan in plans.values():
@@ -160,11 +173,46 @@ def _complete_report(out_dir: Path, seed, scale, strength) -> DemoReport | None:
     return DemoReport(**{**fields, "skipped": True})
 
 
-def _remove_stale(out_dir: Path) -> None:
-    """Remove what a previous (possibly interrupted) run wrote: the manifest first, then the
-    dataset roots and the side table. Other content of `out_dir` is left alone."""
-    for name in (MANIFEST, MANIFEST + ".tmp", SIDE_TABLE):
+def _owned(out_dir: Path) -> set[str]:
+    """Relative paths an earlier run listed as its own (its marker, or its manifest's media)."""
+    owned: set[str] = set()
+    for name, key in ((MARKER, "files"), (MANIFEST, "media")):
+        try:
+            owned |= set(json.loads((out_dir / name).read_text()).get(key, []))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return owned | ({SIDE_TABLE, MANIFEST, MANIFEST + ".tmp", MARKER} if owned else set())
+
+
+def _remove_stale(out_dir: Path, overwrite: bool) -> None:
+    """Remove what a previous (possibly interrupted) run wrote, and only that: the manifest first,
+    then the listed files, then folders left empty. Raise, removing nothing, when the corpus's
+    folders or file names hold anything else (unless `overwrite`: then its folders go whole)."""
+    if not out_dir.is_dir():
+        return
+    owned = _owned(out_dir)
+    ours = [out_dir / r for r in DEMO_ROOTS.values()] + [out_dir / n for n in (SIDE_TABLE, MANIFEST)]
+    present = [f for p in ours for f in ([p] if p.is_file() else sorted(p.rglob("*")) if p.is_dir() else [])
+               if not f.is_dir()]
+    foreign = [f for f in present if f.relative_to(out_dir).as_posix() not in owned]
+    if foreign and not overwrite:
+        shown = "\n  ".join(str(f) for f in foreign[:5]) + (f"\n  ... and {len(foreign) - 5} more"
+                                                              if len(foreign) > 5 else "")
+        raise InterceptorError(
+            f"{out_dir} holds {len(foreign)} file(s) in the demo corpus's folders that make-demo-data did not "
+            f"write:\n  {shown}\nNothing was changed. Choose an empty or new --out folder, or pass --overwrite "
+            f"(overwrite=True) to replace the folders {sorted(DEMO_ROOTS.values())} in {out_dir}.")
+    for name in (MANIFEST, MANIFEST + ".tmp"):
         (out_dir / name).unlink(missing_ok=True)
+    if overwrite:
+        for p in ours:
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        return
+    for f in present:
+        f.unlink(missing_ok=True)
     for root in DEMO_ROOTS.values():
-        if (out_dir / root).is_dir():
-            shutil.rmtree(out_dir / root)
+        for d in sorted((out_dir / root).rglob("*"), key=lambda p: -len(p.parts)) if (out_dir / root).is_dir() else []:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if (out_dir / root).is_dir() and not any((out_dir / root).iterdir()):
+            (out_dir / root).rmdir()
