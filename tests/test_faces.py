@@ -129,3 +129,34 @@ def test_reading_without_unreferenced_frames_gives_the_same_frames(tmp_path):
     for idx in ([0, 7, 8, 9, 10, 33, 59], [5], list(range(20, 28))):
         ref, fast = src.read(idx), src.read_skipping(idx)
         assert len(ref) == len(fast) == len(idx) and all(np.array_equal(a, b) for a, b in zip(ref, fast))
+
+
+def test_lazily_converted_frames_give_the_same_pixels_crops_and_boxes(tmp_path):
+    """YuvFrame converts only the regions looked at; every region, crop (also one leaving the frame),
+    tracked box and the whole frame equal those of the RGB frames of the reference reader."""
+    from media import face_frames, write_video
+
+    from interceptor_lib.data.faces import CropSpec, HaarFaceDetector, crop_face, track_faces
+    from interceptor_lib.data.video import VideoSource, YuvFrame, frame_luma_mean
+
+    path = write_video(tmp_path / "v.mp4", [np.roll(f, 3 * i, axis=1) for i, f in enumerate(face_frames(24))])
+    src = VideoSource(path, threads=False)
+    idx = [0, 5, 6, 7, 13, 23]
+    ref, lazy = src.read(idx), src.read_skipping(idx, lazy=True)
+    assert all(isinstance(f, YuvFrame) for f in lazy)
+    h, w = ref[0].shape[:2]
+    for r, f in zip(ref, lazy):
+        assert f.shape == r.shape
+        for ys, xs in ((slice(3, 41), slice(7, 58)), (slice(0, h), slice(0, w)), (slice(h - 5, None), slice(None, 3))):
+            assert np.array_equal(f[ys, xs], r[ys, xs])
+        assert np.array_equal(f[::4, ::4], r[::4, ::4])
+        assert abs(frame_luma_mean(f) - frame_luma_mean(r)) < 1.5  # luma plane vs. converted RGB
+    spec = CropSpec(64, 1.3)
+    for box in ([10, 12, 50, 60], [-20, -10, 30, 40], [w - 30, h - 25, w + 10, h + 12]):
+        box = np.array(box, np.float32)
+        assert all(np.array_equal(crop_face(r, box, spec), crop_face(f, box, spec)) for r, f in zip(ref, lazy))
+    det = HaarFaceDetector()
+    a, b = track_faces(det, ref, [True] * len(ref), 3), track_faces(det, lazy, [True] * len(lazy), 3)
+    assert any(x is not None for x in a)
+    assert all((x is None and y is None) or np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(np.asarray(f), r) for r, f in zip(ref, lazy))

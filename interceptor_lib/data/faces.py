@@ -59,18 +59,19 @@ class HaarFaceDetector:
         ROI_CONTEXT x the box around it, scaled so the face is about ROI_FACE_PX pixels, for sizes
         from half to twice that. Faces move and grow little between sampled frames, so this finds
         the face for a fraction of a full-frame search (its cost grows with area and scale range)."""
-        return self._sized(*_roi(frame_rgb, prev), _side(prev))
+        return self._sized(*_roi(frame_rgb, prev), _side(prev), NEAR_RANGE)
 
     def detect_sized(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
         """Faces anywhere in the frame of about `prev`'s size (half to twice): the whole frame scaled
         so that such a face is SIZED_FACE_PX pixels, the detection scale chosen from the face size."""
-        return self._sized(*_scaled(frame_rgb, prev), _side(prev))
+        return self._sized(*_scaled(frame_rgb, prev), _side(prev), SIZED_RANGE)
 
-    def _sized(self, image: np.ndarray, origin: np.ndarray, scale: float, side: float) -> list[tuple[Box, float]]:
-        """Faces of half to twice `side` (full-resolution pixels) in `image`, a region of the frame
-        at `origin` resized by `scale`, mapped back to the frame."""
+    def _sized(self, image: np.ndarray, origin: np.ndarray, scale: float, side: float,
+               size_range: float) -> list[tuple[Box, float]]:
+        """Faces of `side` / `size_range` to `side` x `size_range` (full-resolution pixels) in `image`,
+        a region of the frame at `origin` resized by `scale`, mapped back to the frame."""
         gray = self._clahe.apply(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        lo, hi = max(20, int(side * scale / 2)), max(40, int(side * scale * 2))
+        lo, hi = max(20, int(side * scale / size_range)), max(40, int(side * scale * size_range))
         boxes, _, weights = self._cascade.detectMultiScale3(
             gray, scaleFactor=self.scale_factor, minSize=(lo, lo), maxSize=(hi, hi),
             minNeighbors=self.min_neighbors, outputRejectLevels=True)
@@ -125,6 +126,9 @@ _DETECTORS = {"haar": HaarFaceDetector, "yunet": YuNetFaceDetector}
 ROI_CONTEXT = 2.2   # side of the search region around the previous box, in box sides
 ROI_FACE_PX = 72    # the previous face's side in the scaled search region (the cascade's window is 24 px)
 SIZED_FACE_PX = 48  # its side in the scaled whole frame: a whole frame costs more, and 48 px still finds it
+NEAR_RANGE = 1.4    # the nearby search looks for faces of 1/NEAR_RANGE to NEAR_RANGE x the previous side
+SIZED_RANGE = 1.5   # the whole-frame search at the face's size, likewise (a face that grew or shrank
+                    # more between probes is found by the search at every size that follows a miss)
 
 
 def track_faces(detector, frames: list[np.ndarray], probe: list[bool], full_every: int = 8) -> list[Box | None]:
@@ -209,6 +213,7 @@ def _scaled(frame: np.ndarray, prev: Box) -> tuple[np.ndarray, np.ndarray, float
     """The whole frame resized so that `prev`'s side becomes SIZED_FACE_PX (at most 1:1), its origin
     (0) and the scale."""
     scale = min(1.0, SIZED_FACE_PX / _side(prev))
+    frame = np.asarray(frame)
     h, w = frame.shape[:2]
     image = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA) \
         if scale < 1 else frame
@@ -251,14 +256,19 @@ def square_box(box: Box, margin: float, frame_shape: tuple[int, ...]) -> np.ndar
 
 
 def crop_face(frame_rgb: np.ndarray, box: Box, spec: CropSpec) -> np.ndarray:
-    """Crop the square margin box (zero-padded where it leaves the frame), resize to spec.size."""
+    """Crop the square margin box (zero-padded where it leaves the frame), resize to spec.size. Only
+    the box's part inside the frame is read (`frame_rgb[y0:y1, x0:x1]`), so a lazily converted
+    frame (video.YuvFrame) converts just that region."""
     h, w = frame_rgb.shape[:2]
-    x0, y0, x1, y1 = square_box(box, spec.margin, frame_rgb.shape)
-    pad = max(0, -x0, -y0, x1 - w, y1 - h)
-    if pad:
-        frame_rgb = cv2.copyMakeBorder(frame_rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        x0, y0, x1, y1 = x0 + pad, y0 + pad, x1 + pad, y1 + pad
-    crop = frame_rgb[y0:y1, x0:x1]
+    x0, y0, x1, y1 = (int(v) for v in square_box(box, spec.margin, frame_rgb.shape))
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if cx1 <= cx0 or cy1 <= cy0:
+        crop = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    else:
+        crop = frame_rgb[cy0:cy1, cx0:cx1]
+        pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
+        if any(pads):
+            crop = cv2.copyMakeBorder(np.ascontiguousarray(crop), *pads, cv2.BORDER_CONSTANT, value=0)
     interp = cv2.INTER_AREA if crop.shape[0] > spec.size else cv2.INTER_LINEAR
     return cv2.resize(crop, (spec.size, spec.size), interpolation=interp)
 
@@ -279,6 +289,7 @@ def fill_missing_boxes(boxes: list[Box | None]) -> tuple[np.ndarray, np.ndarray]
 
 
 def _downscale(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    frame = np.asarray(frame)  # the whole frame (a lazily converted one converts here)
     h, w = frame.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:

@@ -55,8 +55,17 @@ class VideoSource:
 
     precropped = False  # faces must be detected
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, threads: bool = True):
         self.path = str(path)
+        # threads=True: FFmpeg's frame/slice threads (less wall time for one video); False: one thread,
+        # the least CPU per video, for callers that run one process per core (the cache's workers)
+        self.threads = threads
+
+    def _threading(self, stream) -> None:
+        if self.threads:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = 1
 
     def _open(self):
         try:
@@ -83,9 +92,10 @@ class VideoSource:
                              bitrate_kbps=float(c.bit_rate or 0) / 1000, has_audio=bool(c.streams.audio),
                              codec=v.codec_context.name)
 
-    def read_skipping(self, indices) -> list[np.ndarray]:
+    def read_skipping(self, indices, lazy: bool = False) -> list:
         """`read`, without decoding the H.264 frames nothing refers to (non-reference B-frames, about
-        half of a typical stream) unless they are asked for: the same frames for less CPU. A frame's
+        half of a typical stream) unless they are asked for: the same frames for less CPU. `lazy`:
+        yuv420p frames come as `YuvFrame`s, converted to RGB only where they are looked at. A frame's
         number is the rank of its presentation time among all packets (read first without decoding,
         which is cheap), as `read` counts them. Falls back to `read` for other codecs, for streams
         without times on every packet, or when the decoded frames do not match the packets."""
@@ -105,7 +115,7 @@ class VideoSource:
             want, out = set(wanted), {}
             with self._open() as c:
                 stream = c.streams.video[0]
-                stream.thread_type = "AUTO"
+                self._threading(stream)
                 ctx = stream.codec_context
                 for packet in c.demux(stream):
                     if packet.size and rank[packet.pts] not in want and _droppable(bytes(packet)):
@@ -115,7 +125,7 @@ class VideoSource:
                         if i is None:
                             return self.read(indices)
                         if i in want:
-                            out[i] = frame.to_ndarray(format="rgb24")
+                            out[i] = YuvFrame.of(frame) if lazy else frame.to_ndarray(format="rgb24")
                     if len(out) == len(want):
                         break
         except av.FFmpegError:
@@ -137,7 +147,7 @@ class VideoSource:
         try:
             with self._open() as c:
                 stream = c.streams.video[0]
-                stream.thread_type = "AUTO"
+                self._threading(stream)
                 for i, frame in enumerate(c.decode(stream)):
                     if i in want:
                         out[i] = frame.to_ndarray(format="rgb24")
@@ -173,6 +183,74 @@ class VideoSource:
         except av.FFmpegError as e:
             raise MediaError("no_audio", f"audio of {self.path} cannot be decoded: {e}") from e
         return np.concatenate(chunks).astype(np.float32) if chunks else None
+
+
+class YuvFrame:
+    """A decoded yuv420p frame that becomes RGB only where it is looked at: `frame[y0:y1, x0:x1]` converts
+    that region, `np.asarray(frame)` the whole frame, and both are bit-identical to the whole frame's
+    `to_ndarray(format="rgb24")` (FFmpeg's unscaled YUV->RGB conversion works on each 2x2 block with
+    its own chroma, so a region aligned to even pixels converts alone to the same values). The
+    preprocessing looks at a face region of most frames and at the whole of a few: this saves most of
+    the colour conversion, which costs more than decoding the frame."""
+
+    ndim, dtype = 3, np.dtype(np.uint8)
+
+    def __init__(self, yuv: np.ndarray, height: int, width: int, color_range, colorspace):
+        self._yuv, self._h, self._w = yuv, height, width
+        self._range, self._space = color_range, colorspace
+        self._rgb = None
+
+    @classmethod
+    def of(cls, frame: "av.VideoFrame"):
+        """A YuvFrame of a yuv420p frame with even sides; else the frame as an RGB array."""
+        if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+            return frame.to_ndarray(format="rgb24")
+        return cls(frame.to_ndarray(), frame.height, frame.width, frame.color_range, frame.colorspace)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self._h, self._w, 3)
+
+    def __len__(self) -> int:
+        return self._h
+
+    def __array__(self, dtype=None, copy=None):
+        if self._rgb is None:
+            self._rgb = self._convert(0, 0, self._w, self._h)
+        return self._rgb if dtype is None else self._rgb.astype(dtype)
+
+    def __getitem__(self, key):
+        if self._rgb is None and isinstance(key, tuple) and len(key) == 2 \
+                and all(isinstance(k, slice) and k.step in (None, 1) for k in key):
+            y0, y1, _ = key[0].indices(self._h)
+            x0, x1, _ = key[1].indices(self._w)
+            if y1 > y0 and x1 > x0:
+                ex0, ey0, ex1, ey1 = x0 // 2 * 2, y0 // 2 * 2, min(self._w, (x1 + 1) // 2 * 2), min(self._h, (y1 + 1) // 2 * 2)
+                return self._convert(ex0, ey0, ex1, ey1)[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0]
+        return np.asarray(self)[key]
+
+    def luma_mean(self, step: int = 4) -> float:
+        """Mean grey level (0-255) of every `step`-th pixel each way, from the luma plane (limited range)."""
+        y = self._yuv[:self._h:step, ::step].astype(np.float32)
+        return float(np.clip((y - 16) * (255 / 219), 0, 255).mean())
+
+    def _convert(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        h, w = self._h, self._w
+        planes = (self._yuv[:h, x0:x1][y0:y1],
+                  self._yuv[h:h + h // 4].reshape(h // 2, w // 2)[y0 // 2:y1 // 2, x0 // 2:x1 // 2],
+                  self._yuv[h + h // 4:].reshape(h // 2, w // 2)[y0 // 2:y1 // 2, x0 // 2:x1 // 2])
+        packed = np.concatenate([p.reshape(-1) for p in planes]).reshape((y1 - y0) * 3 // 2, x1 - x0)
+        frame = av.VideoFrame.from_ndarray(packed, format="yuv420p")
+        frame.color_range, frame.colorspace = self._range, self._space
+        return frame.to_ndarray(format="rgb24")
+
+
+def frame_luma_mean(frame, step: int = 4) -> float:
+    """Mean grey level (ITU-R BT.601 luma, 0-255) of every `step`-th pixel each way of an RGB array or
+    a YuvFrame (from its luma plane, without converting it)."""
+    if isinstance(frame, YuvFrame):
+        return frame.luma_mean(step)
+    return float(frame[::step, ::step].reshape(-1, 3).mean(0) @ np.array([0.299, 0.587, 0.114]))
 
 
 def _droppable(avcc: bytes) -> bool:
@@ -253,15 +331,16 @@ def read_tar_sequences(path: str | Path, prefixes: list[str]) -> dict[str, dict[
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def open_source(path: str, member: str = "", frames: dict[str, bytes] | None = None):
+def open_source(path: str, member: str = "", frames: dict[str, bytes] | None = None, threads: bool = True):
     """The frame source of a table row: an image sequence when `member` is set (or the row is one
-    image), else a video. Image sources hold already-cropped faces (`precropped`)."""
+    image), else a video (`threads`: see VideoSource). Image sources hold already-cropped faces
+    (`precropped`)."""
     if member:
         return ImageSequenceSource(path, member, frames)
     if str(path).lower().endswith(IMAGE_SUFFIXES):
         p = Path(path)
         return ImageSequenceSource(p.parent, p.name, {p.name: p.read_bytes()} if p.is_file() else {})
-    return VideoSource(path)
+    return VideoSource(path, threads)
 
 
 def _read_folder_sequence(folder: Path, member: str) -> dict[str, bytes]:
