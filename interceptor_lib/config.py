@@ -489,8 +489,15 @@ def _check(p: Params, check_paths: bool) -> None:
         raise ParamsError(f"params key 'preprocess.boxes' must be track or detect, got {p.preprocess.boxes!r}")
     if p.preprocess.full_detect_every < 1:
         raise ParamsError(f"params key 'preprocess.full_detect_every' must be >= 1, got {p.preprocess.full_detect_every!r}")
-    if p.preprocess.detector not in ("haar", "yunet"):
-        raise ParamsError(f"params key 'preprocess.detector' must be haar or yunet, got {p.preprocess.detector!r}")
+    if p.preprocess.detector not in ("haar", "yunet", "mtcnn", "mediapipe"):
+        raise ParamsError(f"params key 'preprocess.detector' must be haar, yunet, mtcnn or mediapipe, "
+                          f"got {p.preprocess.detector!r}")
+    if p.preprocess.detector in ("mtcnn", "mediapipe"):  # optional packages: say how to install them
+        from interceptor_lib.data.faces import optional_detector_missing
+
+        missing = optional_detector_missing(p.preprocess.detector)
+        if missing:
+            raise ParamsError(f"params key 'preprocess.detector': {missing}")
     if p.preprocess.detector == "yunet" and not (p.preprocess.detector_model and Path(p.preprocess.detector_model).is_file()):
         raise ParamsError(f"params key 'preprocess.detector_model' must name an existing YuNet ONNX file "
                           f"when detector is yunet, got {p.preprocess.detector_model!r}")

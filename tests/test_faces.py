@@ -58,7 +58,32 @@ def test_yunet_without_model_file_says_what_to_provide(tmp_path):
     with pytest.raises(FileNotFoundError, match="YuNet model file"):
         create_face_detector("yunet", str(tmp_path / "missing.onnx"))
     with pytest.raises(ValueError, match="unknown face detector"):
-        create_face_detector("mtcnn")
+        create_face_detector("retinaface")
+
+
+@pytest.mark.parametrize("name,module", [("mtcnn", "facenet_pytorch"), ("mediapipe", "mediapipe")])
+def test_optional_detector_refuses_clearly_or_finds_the_astronauts_face(name, module, monkeypatch):
+    """Where the package is installed the detector finds the face in a real photograph, near a
+    previous box and at its size too; where it is not, building it (and params naming it) says which
+    package to install and how, instead of an ImportError from deep inside."""
+    import importlib.util
+
+    from interceptor_lib.config import load_params
+    from interceptor_lib.errors import ParamsError
+
+    if importlib.util.find_spec(module) is None:
+        with pytest.raises(ImportError, match=f"pip install .*{module.split('_')[0]}"):
+            create_face_detector(name)
+        with pytest.raises(ParamsError, match=f"preprocess.detector.*pip install"):
+            load_params("smoke", overrides={"preprocess.detector": name}, check_paths=False)
+        return
+    img = skdata.astronaut()
+    det = create_face_detector(name)
+    box = det.detect(img)[0][0]
+    assert iou(box, (175, 65, 275, 165)) > 0.5
+    big = np.kron(img, np.ones((3, 3, 1), np.uint8))
+    assert iou(det.detect_near(big, box * 3)[0][0] / 3, box) > 0.6
+    assert iou(det.detect_sized(big, box * 3)[0][0] / 3, box) > 0.6
 
 
 def test_tracking_follows_one_person_when_another_face_grows_larger():

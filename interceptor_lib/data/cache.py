@@ -56,7 +56,8 @@ class PreprocessParams:
     clip_len: int = 8                # frames per clip
     face_size: int = 224             # crop side in pixels after resizing
     margin: float = 1.3              # crop side = 1.3 x the detected box (FaceForensics++ / DeepfakeBench)
-    detector: str = "haar"           # 'haar' (OpenCV, offline) or 'yunet' (needs detector_model)
+    detector: str = "haar"           # 'haar' (OpenCV, offline), 'yunet' (needs detector_model), or the
+                                     # optional packages 'mtcnn' (facenet-pytorch) / 'mediapipe' (BlazeFace)
     detector_model: str | None = None  # path of a detector model file (YuNet ONNX)
     detect_max_side: int = 640       # frames are downscaled to this longer side for detection only
     # How boxes are found: "track" follows one face, searching near its previous box (a full-frame

@@ -2,7 +2,8 @@
 
 The offline default is OpenCV's Haar cascade (shipped inside opencv-python < 5, so nothing is
 downloaded). A stronger detector plugs in through a model file: `YuNetFaceDetector` runs OpenCV's
-YuNet ONNX model (`face_detection_yunet_2023mar.onnx` from the OpenCV model zoo) when given its path.
+YuNet ONNX model (`face_detection_yunet_2023mar.onnx` from the OpenCV model zoo) when given its path;
+MTCNN (facenet-pytorch) and BlazeFace (mediapipe 0.10.21) are optional packages with bundled weights.
 Detectors are built by name with `create_face_detector`, and every detector returns boxes as
 float arrays (x0, y0, x1, y1) in the coordinates of the frame it was given.
 """
@@ -121,7 +122,100 @@ class YuNetFaceDetector:
         return _from_roi(faces[:, :4], faces[:, -1], origin, scale)
 
 
-_DETECTORS = {"haar": HaarFaceDetector, "yunet": YuNetFaceDetector}
+# Optional detectors: a package to install, with its own bundled weights (nothing is downloaded).
+OPTIONAL_DETECTORS = {
+    "mtcnn": ("facenet_pytorch",
+              "pip install facenet-pytorch==2.6.0 --no-deps (its bundled MTCNN weights run on current "
+              "torch; --no-deps because its metadata pins torch<2.3)"),
+    "mediapipe": ("mediapipe",
+                  "pip install mediapipe==0.10.21 (the last release that bundles the BlazeFace models; it "
+                  "needs numpy<2 and protobuf<5, which pandas>=3 and onnx do not accept, so use it in an "
+                  "environment with pandas<3 and without the ONNX export)"),
+}
+
+
+def optional_detector_missing(name: str) -> str | None:
+    """For an optional detector whose package is not installed, the message saying how to install it."""
+    import importlib.util
+
+    if name not in OPTIONAL_DETECTORS:
+        return None
+    module, how = OPTIONAL_DETECTORS[name]
+    if importlib.util.find_spec(module) is None:
+        return f"face detector {name!r} needs the package {module!r}, which is not installed: {how}; or use detector: haar"
+    return None
+
+
+class _ArrayDetector:
+    """A detector of faces in an RGB array (`_faces(image) -> (xywh boxes, scores)`), searched on the
+    downscaled frame, near a previous box, or at a previous face's size, like the others."""
+
+    max_side = 640
+
+    def detect(self, frame_rgb: np.ndarray) -> list[tuple[Box, float]]:
+        small, scale = _downscale(frame_rgb, self.max_side)
+        return _from_roi(*self._faces(small), np.zeros(4, np.float32), scale)
+
+    def detect_near(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
+        region, origin, scale = _roi(frame_rgb, prev)
+        return _from_roi(*self._faces(region), origin, scale)
+
+    def detect_sized(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
+        image, origin, scale = _scaled(frame_rgb, prev)
+        return _from_roi(*self._faces(image), origin, scale)
+
+
+class MTCNNFaceDetector(_ArrayDetector):
+    """MTCNN (Zhang et al. 2016; the detector of the DFDC winning entry) from facenet-pytorch, with
+    the weights that package bundles. Optional: see OPTIONAL_DETECTORS."""
+
+    name = "mtcnn"
+
+    def __init__(self, max_side: int = 640, score_threshold: float = 0.9, device: str = "cpu"):
+        missing = optional_detector_missing(self.name)
+        if missing:
+            raise ImportError(missing)
+        from facenet_pytorch import MTCNN
+
+        self._net = MTCNN(keep_all=True, device=device)
+        self.max_side, self.score_threshold = max_side, score_threshold
+
+    def _faces(self, image: np.ndarray):
+        boxes, probs = self._net.detect(np.ascontiguousarray(image))
+        if boxes is None:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+        keep = np.asarray(probs) >= self.score_threshold
+        b = np.asarray(boxes, np.float32)[keep]
+        return np.column_stack([b[:, :2], b[:, 2:] - b[:, :2]]), np.asarray(probs, np.float32)[keep]
+
+
+class MediaPipeFaceDetector(_ArrayDetector):
+    """MediaPipe's BlazeFace (Bazarevsky et al. 2019), its full-range model bundled with mediapipe
+    0.10.21 (faces near and far). Optional: see OPTIONAL_DETECTORS."""
+
+    name = "mediapipe"
+
+    def __init__(self, max_side: int = 640, score_threshold: float = 0.5):
+        missing = optional_detector_missing(self.name)
+        if missing:
+            raise ImportError(missing)
+        import mediapipe as mp
+
+        self._net = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                              min_detection_confidence=score_threshold)
+        self.max_side = max_side
+
+    def _faces(self, image: np.ndarray):
+        h, w = image.shape[:2]
+        found = self._net.process(np.ascontiguousarray(image)).detections or []
+        boxes = [(d.location_data.relative_bounding_box.xmin * w, d.location_data.relative_bounding_box.ymin * h,
+                  d.location_data.relative_bounding_box.width * w, d.location_data.relative_bounding_box.height * h)
+                 for d in found]
+        return np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray([d.score[0] for d in found], np.float32)
+
+
+_DETECTORS = {"haar": HaarFaceDetector, "yunet": YuNetFaceDetector, "mtcnn": MTCNNFaceDetector,
+              "mediapipe": MediaPipeFaceDetector}
 
 ROI_CONTEXT = 2.2   # side of the search region around the previous box, in box sides
 ROI_FACE_PX = 72    # the previous face's side in the scaled search region (the cascade's window is 24 px)
@@ -227,12 +321,13 @@ def _from_roi(boxes, scores, origin: np.ndarray, scale: float) -> list[tuple[Box
 
 
 def create_face_detector(name: str = "haar", model_path: str | None = None, **kwargs):
-    """Build a detector by name ('haar' or 'yunet'); YuNet needs `model_path`."""
+    """Build a detector by name: 'haar' (offline default), 'yunet' (needs `model_path`), or the
+    optional 'mtcnn' / 'mediapipe' (ImportError naming how to install their package)."""
     if name not in _DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose one of {sorted(_DETECTORS)}")
     if name == "yunet":
         return YuNetFaceDetector(model_path, **kwargs)
-    return HaarFaceDetector(**kwargs)
+    return _DETECTORS[name](**kwargs)
 
 
 @dataclass(frozen=True)
