@@ -67,6 +67,10 @@ def _cmd_params(a) -> int:
 
 
 def _cmd_checkpoint(a) -> int:
+    if not Path(a.path).is_dir():  # said before importing torch
+        raise InterceptorError(f"{a.path} " + ("is a file; a checkpoint is a folder" if Path(a.path).exists() else
+                                               "does not exist") + " (expected a checkpoint folder holding "
+                               "checkpoint.json and its chunks)")
     from interceptor_lib.training.checkpoint import verify_checkpoint
 
     index = verify_checkpoint(a.path)
@@ -79,6 +83,10 @@ def _cmd_checkpoint(a) -> int:
 def _cmd_predict(a) -> int:
     """Score videos / images; the logic is inference.predict_paths, this only formats. Exit 2 when
     any input could not be scored (each with a one-line message), after reporting the others."""
+    if not (a.run or a.profile or a.params):  # said before the heavy imports below
+        raise InterceptorError("predict needs --run <output folder of a trained profile> or --profile / --params")
+    if a.explain and Path(a.explain).exists() and not Path(a.explain).is_dir():
+        raise InterceptorError(f"--explain expects a folder for the Grad-CAM images; {a.explain} is a file")
     from interceptor_lib.inference import format_table, predict_paths
 
     log = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -475,6 +475,48 @@ def _attached_copy(path: str, output_dir: str, previous: list[str]) -> str:
     return next((str(Path(d) / rel) for d in previous if (Path(d) / rel).is_file()), path)
 
 
+# Value ranges: (dotted key, lowest, highest, whether the lowest / highest is allowed); None = unbounded.
+_RANGES = [
+    ("preprocess.frames_per_video", 1, None), ("preprocess.clips_per_video", 0, None),
+    ("preprocess.clip_len", 1, None), ("preprocess.face_size", 16, None), ("preprocess.margin", 1.0, None),
+    ("preprocess.detect_max_side", 64, None), ("preprocess.min_face_rate", 0, 1),
+    ("preprocess.audio_sample_rate", 1000, None), ("preprocess.audio_window_s", 0, None, False),
+    ("preprocess.jpeg_quality", 1, 100), ("preprocess.workers", 1, None), ("preprocess.max_failure_rate", 0, 1),
+    ("demo_data.artifact_strength", 0, None), ("inspection.grid_faces", 1, None), ("inspection.stats_sample", 0, None),
+    ("train.batch_size", 1, None), ("train.num_workers", 0, None), ("train.grad_accum", 1, None),
+    ("train.grad_clip", 0, None), ("train.warmup_frac", 0, 1, True, False), ("train.pretrained_lr_ratio", 0, None),
+    ("train.label_smoothing", 0, 1, True, False), ("train.focal_gamma", 0, None), ("train.samples_per_epoch", 0, None),
+    ("train.time_budget_h", 0, None, False), ("train.storage_budget_gb", 0, None, False),
+    ("train.checkpoint_chunk_mb", 0, None, False), ("train.keep_last", 1, None),
+]
+
+
+def _check_ranges(p: Params) -> None:
+    """Numbers outside what they can mean (a batch of -3, no frames per video, a share of 1.5) stop
+    here, naming the key, instead of failing deep inside a run or, worse, running."""
+    def get(key):
+        v = p
+        for part in key.split("."):
+            v = v[part] if isinstance(v, dict) else getattr(v, part)
+        return v
+
+    checks = [(k, *rest) for k, *rest in _RANGES]
+    for name, st in p.train.stages.items():
+        checks += [(f"train.stages.{name}.epochs", 0, None), (f"train.stages.{name}.lr", 0, None, False),
+                   (f"train.stages.{name}.samples_per_epoch", 0, None)]
+    for key, lo, hi, *incl in checks:
+        lo_ok, hi_ok = (list(incl) + [True, True])[:2]
+        v = get(key)
+        if v is None:
+            continue
+        bad = (lo is not None and (v < lo if lo_ok else v <= lo)) or (hi is not None and (v > hi if hi_ok else v >= hi))
+        if bad:
+            lo_s = "" if lo is None else f"{'>=' if lo_ok else '>'} {lo}"
+            hi_s = "" if hi is None else f"{'<=' if hi_ok else '<'} {hi}"
+            want = " and ".join(x for x in (lo_s, hi_s) if x)
+            raise ParamsError(f"params key {key!r} must be {want}, got {v!r}")
+
+
 def _check(p: Params, check_paths: bool) -> None:
     from interceptor_lib.data.indexers import INDEXERS  # late: indexers are heavier than params
 
@@ -485,6 +527,7 @@ def _check(p: Params, check_paths: bool) -> None:
     if p.preprocess.image_format not in IMAGE_FORMATS:
         raise ParamsError(f"params key 'preprocess.image_format' must be one of {IMAGE_FORMATS}, "
                           f"got {p.preprocess.image_format!r}")
+    _check_ranges(p)
     if p.preprocess.boxes not in ("track", "detect"):
         raise ParamsError(f"params key 'preprocess.boxes' must be track or detect, got {p.preprocess.boxes!r}")
     if p.preprocess.full_detect_every < 1:

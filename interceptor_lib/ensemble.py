@@ -827,7 +827,11 @@ def find_member_checkpoints(params_or_output_dir, models: list[str] | None = Non
                 found[model] = path
                 break
         if model not in found:
-            raise EnsembleError(f"model {model!r} has no finished training stage (no done.json with a best checkpoint "
-                                f"under {' or '.join(str(RunPaths.at(r).runs / model) for r in paths.roots)}); run notebook "
-                                f"{STAGE_NAMES['stage1']} for it first")
+            profile = getattr(params_or_output_dir, "profile", None)
+            which = (f" of profile {profile!r}" if profile else "")
+            pick = (" (or choose the profile that trained it: the notebook's `profile` parameter, "
+                    "$INTERCEPTOR_PROFILE, or ./run_all.sh <profile>)" if profile else "")
+            raise EnsembleError(f"model {model!r}{which} has no finished training stage (no done.json with a best "
+                                f"checkpoint under {' or '.join(str(RunPaths.at(r).runs / model) for r in paths.roots)}); "
+                                f"run notebook {STAGE_NAMES['stage1']} for it first{pick}")
     return found

@@ -365,6 +365,8 @@ def predict_paths(paths, run: str | Path | None = None, *, profile: str | None =
             raise InterceptorError(f"--frames must be at least 1, got {frames}")
         preprocess = dataclasses.replace(preprocess, frames_per_video=int(frames))
     explain_dir = Path(explain_dir) if explain_dir else None
+    if explain_dir is not None and explain_dir.exists() and not explain_dir.is_dir():
+        raise InterceptorError(f"--explain expects a folder for the Grad-CAM images; {explain_dir} is a file")
     used_names: set = set()
     inputs = collect_inputs(paths)
     results = []

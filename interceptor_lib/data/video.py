@@ -70,8 +70,14 @@ class VideoSource:
     def _open(self):
         try:
             return av.open(self.path)
+        except FileNotFoundError:
+            raise MediaError("undecodable", f"video {self.path} does not exist") from None
+        except IsADirectoryError:
+            raise MediaError("undecodable", f"{self.path} is a folder, not a video file") from None
         except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-            raise MediaError("undecodable", f"cannot open video {self.path}: {e}") from e
+            why = getattr(e, "strerror", None) or str(e)
+            raise MediaError("undecodable", f"{self.path} is not a video that can be read: it is not in a known "
+                             f"container format, or it is truncated or damaged (FFmpeg: {why})") from None
 
     def info(self) -> MediaInfo:
         with self._open() as c:
@@ -154,7 +160,9 @@ class VideoSource:
                     if i >= last:
                         break
         except av.FFmpegError as e:
-            raise MediaError("undecodable", f"decoding {self.path} failed after {len(out)} frames: {e}") from e
+            why = getattr(e, "strerror", None) or str(e)
+            raise MediaError("undecodable", f"{self.path} breaks off: decoding failed after {len(out)} of the "
+                             f"frames asked for; the file is truncated or damaged (FFmpeg: {why})") from None
         if len(out) < len(wanted):
             if not out:
                 raise MediaError("undecodable", f"no frame could be decoded from {self.path}")

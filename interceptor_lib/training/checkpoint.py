@@ -117,6 +117,10 @@ def _check_hashes(path: Path, index: dict, jobs: dict) -> None:
 
 def _read_index(path: Path) -> dict:
     index_path = path / INDEX
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist (expected a checkpoint folder holding {INDEX} and its chunks)")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is a file; a checkpoint is a folder holding {INDEX} and its chunks")
     if not index_path.is_file():
         raise CheckpointError(f"{path} is not a complete checkpoint: {INDEX} is missing "
                               "(an interrupted save leaves no index; use the previous checkpoint)")

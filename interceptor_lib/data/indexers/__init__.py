@@ -20,7 +20,7 @@ from interceptor_lib.data.indexers.celebdf import index_celebdf
 from interceptor_lib.data.indexers.dfdc import index_dfdc
 from interceptor_lib.data.indexers.ffpp import index_ffpp
 from interceptor_lib.data.indexers.wilddeepfake import index_wilddeepfake
-from interceptor_lib.errors import ParamsError
+from interceptor_lib.errors import DatasetLayoutError, ParamsError
 
 INDEXERS = {"ffpp": index_ffpp, "celebdf": index_celebdf, "wilddeepfake": index_wilddeepfake,
             "dfdc": index_dfdc}
@@ -36,7 +36,13 @@ def index_dataset(name: str, root, **options) -> pd.DataFrame:
     """Index dataset `name` at `root` with the indexer's keyword `options`."""
     indexer = _indexer(name)
     _check_options(name, indexer, options)
-    return indexer(root, **options)
+    df = indexer(root, **options)
+    if len(df) == 0:
+        chosen = f" with options {options}" if options else ""
+        raise DatasetLayoutError(f"{name}: no videos found under {root}{chosen}: the folders are where the "
+                                 f"{name} layout puts them, but they hold no video (or sequence) files the "
+                                 f"indexer recognises. Check that the download finished and was unpacked there.")
+    return df
 
 
 def official_test_ids(name: str, root, **options) -> set[str]:

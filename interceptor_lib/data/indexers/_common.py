@@ -81,4 +81,11 @@ def warn_skipped(dataset: str, what: str, examples: list, hint: str = "") -> Non
     message = f"{dataset}: {len(examples)} {what}: {shown}{more}"
     if hint:
         message += f". {hint}"
-    warnings.warn(message, IndexerWarning, stacklevel=3)
+    indexer_warning(dataset, message)
+
+
+def indexer_warning(dataset: str, message: str) -> None:
+    """Warn (IndexerWarning) in the indexer's own words: attributed to "<dataset> indexer", so Python
+    prints the message without a line of the package's source beneath it."""
+    warnings.warn_explicit(message, IndexerWarning, filename=f"{dataset} indexer", lineno=0,
+                           module=f"interceptor_lib.data.indexers.{dataset}")

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from interceptor_lib.data.indexers._common import (IndexerWarning, layout_error, list_files,
+from interceptor_lib.data.indexers._common import (indexer_warning, layout_error, list_files,
                                                    require_dir, warn_skipped)
 from interceptor_lib.data.table import group_split, make_table
 from interceptor_lib.errors import DatasetLayoutError
@@ -267,8 +266,8 @@ def _actor_rows(folders: _Folders, seed: int) -> list[dict]:
     warn_skipped("ffpp", "DeepFakeDetection/actors file(s) with unexpected names skipped", odd,
                  "Actor originals are <actor>__<scene>.mp4, fakes <t>_<s>__<scene>__<8 chars>.mp4")
     if not pending:
-        warnings.warn(f"ffpp: include_actors=True but no actor videos found in {folders.actors} "
-                      f"or {folders.actor_fakes}", IndexerWarning, stacklevel=3)
+        indexer_warning("ffpp", f"ffpp: include_actors=True but no actor videos found in {folders.actors} "
+                                f"or {folders.actor_fakes}")
         return []
     rows = []
     for vid, path, label, method, actor, original in pending:

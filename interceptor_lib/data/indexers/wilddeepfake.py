@@ -30,14 +30,13 @@ from __future__ import annotations
 import os
 import re
 import tarfile
-import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from interceptor_lib.data.indexers._common import (IndexerWarning, layout_error, list_files,
+from interceptor_lib.data.indexers._common import (indexer_warning, layout_error, list_files,
                                                    require_dir, warn_skipped)
 from interceptor_lib.data.table import hold_out_groups, make_table
 from interceptor_lib.errors import DatasetLayoutError
@@ -133,8 +132,8 @@ def list_tar_sequences(tar_path: Path) -> dict[str, str]:
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DatasetLayoutError(f"wilddeepfake: cannot read {tar_path}: {exc}") from exc
     if odd:
-        warnings.warn(f"wilddeepfake: {tar_path} holds {odd} file(s) outside "
-                      "<N>/{real|fake}/<sequence_id>/<frame>; skipped", IndexerWarning, stacklevel=2)
+        indexer_warning("wilddeepfake", f"wilddeepfake: {tar_path} holds {odd} file(s) outside "
+                      "<N>/{real|fake}/<sequence_id>/<frame>; skipped")
     return sequences
 
 
@@ -190,10 +189,10 @@ def _mirror_rows(root: Path) -> list[dict]:
                 path = class_dir / name if member == "" else class_dir
                 rows.append(_row(video_id, path, label, split, video_id, member))
     if unkeyed:
-        warnings.warn(
-            f"wilddeepfake: file names in {len(unkeyed)} mirror folder(s) carry no sequence key "
+        indexer_warning(
+            "wilddeepfake", f"wilddeepfake: file names in {len(unkeyed)} mirror folder(s) carry no sequence key "
             f"(e.g. {unkeyed[0]}); each image is its own row, so sequence-level grouping (and "
-            "sequence-level metrics) is impossible for this copy", IndexerWarning, stacklevel=3)
+            "sequence-level metrics) is impossible for this copy")
     return rows
 
 
