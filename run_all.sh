@@ -20,6 +20,8 @@ fi
 start=$(date +%s)
 # Training stops in time against this clock (interceptor_lib.training.budget): a resumed chain keeps it.
 export INTERCEPTOR_SESSION_START="${INTERCEPTOR_SESSION_START:-$start}"
+# Progress bars write at most once a minute: papermill copies every update into the notebook's log.
+export INTERCEPTOR_PROGRESS="${INTERCEPTOR_PROGRESS:-log}"
 
 # Validate the params file before any work: a wrong key, type or path, or missing backbone weights,
 # stops here, naming the key.
@@ -85,8 +87,11 @@ run_notebook() {  # run_notebook NOTEBOOK OUTPUT_NAME [papermill args...]
   local nb="$1" name="$2" try; shift 2
   echo "== $name ($label)"
   for (( try = 1; ; try++ )); do
+    # ipykernel warns on every start that its local TCP sockets are unencrypted (nothing leaves this
+    # machine, and nothing in the run can change it): left out of the log.
     if papermill "$nb" "$nb_out/$name.ipynb" "${nb_params[@]}" "$@" --cwd "$repo/notebooks" \
-         --log-output --no-progress-bar >"$nb_out/$name.log" 2>&1; then
+         --log-output --no-progress-bar 2>&1 | sed -u '/Kernel is running over TCP without encryption/d' \
+         >"$nb_out/$name.log"; then
       return 0
     fi
     if (( try < KERNEL_START_TRIES )) && grep -qF "$KERNEL_DIED" "$nb_out/$name.log"; then

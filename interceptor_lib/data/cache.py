@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from interceptor_lib.progress import progress_bar
 
 from interceptor_lib.data.crops_file import CropEntry, CropReader, encode_crop, write_entry
 from interceptor_lib.data.faces import CropSpec, create_face_detector, crop_face, fill_missing_boxes, track_faces
@@ -224,7 +224,7 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
     def run(tasks):
         with _pool(params.workers) as pool:
             results = pool.imap_unordered(_process_task, tasks) if pool else map(_process_task, tasks)
-            bar = tqdm(results, total=len(tasks), desc="face crops", disable=not progress, unit="task")
+            bar = progress_bar(results, total=len(tasks), desc="face crops", disable=not progress, unit="task")
             for res_list in bar:
                 for res in res_list:
                     state["done"] += 1

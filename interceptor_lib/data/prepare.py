@@ -11,7 +11,6 @@ import pandas as pd
 from interceptor_lib.data.cache import FaceCropCache, build_cache, cpu_seconds_per_video
 from interceptor_lib.data.indexers import index_dataset, official_test_ids
 from interceptor_lib.data.table import check_leakage, read_table, write_table
-from interceptor_lib.models.backbone import check_backbone_weights
 from interceptor_lib.paths import RunPaths
 
 
@@ -122,6 +121,8 @@ def require_room(params, nbytes: int, what: str) -> None:
 def prepare_data(params, progress: bool = True) -> dict:
     """All of the data stage; returns a summary dict (also written to reports/prepare_data.json).
     Missing backbone weights stop it first, not after hours of preprocessing."""
+    from interceptor_lib.models.backbone import check_backbone_weights  # late: it imports torch and timm
+
     check_backbone_weights(params)
     t0 = time.perf_counter()
     demo = generate_demo_data(params, progress)

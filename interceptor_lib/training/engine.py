@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
+from interceptor_lib.progress import progress_bar
 
 from interceptor_lib import __version__
 from interceptor_lib.data.datasets import BalancedSampler
@@ -245,7 +245,7 @@ class Trainer:
                                                                         + 104_729 * self.rank))
             self.net.train()
             losses, t0 = [], time.perf_counter()
-            bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", initial=self.step_in_epoch,
+            bar = progress_bar(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", initial=self.step_in_epoch,
                        total=self.steps_per_epoch, leave=False, disable=not (self.progress and self.is_main))
             for batch in bar:
                 losses.append(self._train_step(batch))

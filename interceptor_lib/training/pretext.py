@@ -152,8 +152,8 @@ def pretrain_backbone(params, progress: bool = True) -> dict:
     every = max(1, cfg.steps // 10)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.steps, desc="pretext backbone", unit="step")
+        from interceptor_lib.progress import progress_bar
+        bar = progress_bar(total=cfg.steps, desc="pretext backbone", unit="step")
     for step in range(cfg.steps):
         idx = rng.integers(0, len(crops), cfg.batch_size)
         ks = rng.integers(0, len(DEGRADATIONS), cfg.batch_size)

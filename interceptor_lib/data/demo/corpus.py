@@ -115,9 +115,9 @@ def _render(out_dir: Path, plans: dict[str, DatasetPlan], workers: int, progress
     jobs = sorted((j for p in plans.values() for j in p.jobs), key=lambda j: (-j.cost, j.relpath))
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from interceptor_lib.progress import progress_bar
 
-        bar = tqdm(total=len(jobs), desc="demo corpus", unit="file")
+        bar = progress_bar(total=len(jobs), desc="demo corpus", unit="file")
     try:
         if workers == 1:
             init_worker()
