@@ -3,7 +3,8 @@
 # A profile is a name in params/ (kaggle); an argument ending in .yaml/.yml or naming an existing file
 # is a params file (my_session.yaml, which may say `extends: kaggle`), passed to every notebook by path.
 # Executed notebooks go to <output_dir>/notebooks/ (outputs/<profile>/notebooks/ for demo and smoke),
-# keeping their number prefix (stage notebooks once per model of train.models: <notebook>__<model>.ipynb).
+# keeping their number prefix (stage notebooks once per model of train.models: <notebook>__<model>.ipynb,
+# or per group of train.models_per_notebook models: <notebook>__<model>+<model>.ipynb).
 # The chain stops at the first failing notebook and names it; a re-run skips finished work.
 set -euo pipefail
 arg="${1:-demo}"
@@ -61,6 +62,7 @@ print(" ".join(f"{n}={s}" for s, n in STAGE_NAMES.items()))
 print(p.train.parallel_models)
 # finished (model, stage) pairs, here or in train.previous_outputs: their notebooks are skipped
 print(" ".join(f"{m}/{s}" for m in p.train.models for s in p.train.stages if done_record(p, m, s) is not None))
+print(p.train.models_per_notebook)
 PY
 ) || { rc=$?
   case $rc in
@@ -74,6 +76,7 @@ models=$(sed -n 2p <<<"$plan")
 stage_pairs=$(sed -n 3p <<<"$plan")   # e.g. 02_stage1_faceforensics=stage1
 parallel=$(sed -n 4p <<<"$plan")      # train.parallel_models: stage notebooks of that many models at once
 finished=" $(sed -n 5p <<<"$plan") "  # e.g. " ll/stage1 tm/stage1 ": found here or in an attached earlier output
+per_nb=$(sed -n 6p <<<"$plan"); per_nb=${per_nb:-1}   # train.models_per_notebook: models one kernel trains
 nb_out="$out_dir/notebooks"
 mkdir -p "$nb_out"
 
@@ -120,21 +123,35 @@ for nb in "$repo"/notebooks/[0-9][0-9]_*.ipynb; do
         todo+=("$model")
       fi
     done
+    # Units of work: one model each, or train.models_per_notebook models trained one after another in
+    # one kernel (dealt round-robin in start order, so the slow clip models land in different units):
+    # 02_stage1_faceforensics__tm+ll+cm.ipynb, notebook parameter model="tm,ll,cm".
+    units=()
+    if (( per_nb > 1 && ${#todo[@]} > 0 )); then
+      n_units=$(( (${#todo[@]} + per_nb - 1) / per_nb ))
+      for (( u = 0; u < n_units; u++ )); do
+        unit=""
+        for (( i = u; i < ${#todo[@]}; i += n_units )); do unit+="${unit:+,}${todo[$i]}"; done
+        units+=("$unit")
+      done
+    else
+      units=("${todo[@]}")
+    fi
     if (( parallel <= 1 )); then
-      for model in "${todo[@]}"; do run_notebook "$nb" "${base}__${model}" -p model "$model"; done
+      for model in "${units[@]}"; do run_notebook "$nb" "${base}__${model//,/+}" -p model "$model"; done
     else
       # train.parallel_models > 1 (CPU profiles): that many models' notebooks at once, the CPU cores
       # shared out between them (a tiny model keeps one core busier than two). All of this stage's
       # notebooks finish before the next stage starts; a failure stops the chain once they have.
       threads=$(( $(nproc) / parallel )); (( threads >= 1 )) || threads=1
       running=0; failed=0
-      for model in "${todo[@]}"; do
+      for model in "${units[@]}"; do
         if (( running >= parallel )); then   # a slot frees as soon as any running notebook ends
           wait -n || failed=1
           running=$(( running - 1 ))
         fi
         if (( failed )); then break; fi
-        OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads run_notebook "$nb" "${base}__${model}" -p model "$model" &
+        OMP_NUM_THREADS=$threads MKL_NUM_THREADS=$threads run_notebook "$nb" "${base}__${model//,/+}" -p model "$model" &
         running=$(( running + 1 ))
       done
       while (( running > 0 )); do wait -n || failed=1; running=$(( running - 1 )); done

@@ -43,7 +43,8 @@ def done_record(params, model: str, stage: str, part: str = "") -> dict | None:
 #: train.* settings that do not change what a stage learns (where files are, how fast, what is kept);
 #: every other train.* setting, the stage's own, the seed and the crop settings are recorded in done.json
 RUN_ONLY_TRAIN_KEYS = ("models", "weights", "num_workers", "time_budget_h", "storage_budget_gb",
-                       "checkpoint_chunk_mb", "keep_last", "previous_outputs", "parallel_models", "stages")
+                       "checkpoint_chunk_mb", "keep_last", "previous_outputs", "parallel_models", "models_per_notebook",
+                       "stages")
 
 
 def stage_settings(params, stage: str) -> dict:
@@ -276,6 +277,9 @@ class TrainParams:
     # ./run_all.sh runs the stage notebooks of this many models at once, sharing the CPU cores out
     # between them (the demo's tiny models on a 2-core CPU); 1 on a GPU, where one model fills it.
     parallel_models: int = 1
+    # ./run_all.sh runs a stage notebook for this many models one after another in one kernel: each
+    # kernel's start and imports cost seconds, which add up over 6 models x 4 stages on a small CPU
+    models_per_notebook: int = 1
     # Options of every trained model's config (models.create_model), e.g. {hidden: [64], dropout: [0.3]}
     # for a head sized to a tiny backbone; {} = the registry's defaults (the seeds' 1024-512-256 head).
     model_config: dict = field(default_factory=dict)
@@ -293,7 +297,7 @@ class PlanParams:
     # Per dataset [original, fake]: CPU-seconds to preprocess one video. Fakes reuse their original's
     # face boxes, so they only decode; WildDeepfake is PNG face sequences, no detection.
     cpu_s_per_video: dict[str, list[float]] = field(default_factory=lambda: {
-        "ffpp": [12.5, 1.7], "celebdf": [6.0, 1.2], "wilddeepfake": [0.5, 0.5], "dfdc": [13.2, 2.9]})
+        "ffpp": [1.0, 0.4], "celebdf": [0.6, 0.3], "wilddeepfake": [0.5, 0.5], "dfdc": [1.4, 0.8]})
     # MB of cache per video at 224 px JPEG q95 with 32 frames + 4 clips x 8 (scaled for other settings)
     cache_mb_per_video: dict[str, float] = field(default_factory=lambda: {
         "ffpp": 1.0, "celebdf": 0.8, "wilddeepfake": 0.6, "dfdc": 1.0})
@@ -583,6 +587,8 @@ def _check(p: Params, check_paths: bool) -> None:
     if p.train.val_items_per_video < 0:
         raise ParamsError(f"params key 'train.val_items_per_video' must be >= 0 (0 = every cached item), "
                           f"got {p.train.val_items_per_video!r}")
+    if p.train.models_per_notebook < 1:
+        raise ParamsError(f"params key 'train.models_per_notebook' must be >= 1, got {p.train.models_per_notebook!r}")
     if p.train.parallel_models < 1:
         raise ParamsError(f"params key 'train.parallel_models' must be >= 1, got {p.train.parallel_models!r}")
     if p.train.select_on not in ("stage", "seen"):

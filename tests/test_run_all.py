@@ -52,8 +52,8 @@ def chain(tmp_path):
     log = tmp_path / "calls.log"
 
     def run(models="ll bg av", parallel=1, fail="", slow="", plan_rc=0, kernel_dies="", kernel_times=0,
-            arg="demo", cwd=None, finished=""):
-        plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n{finished}\n"
+            arg="demo", cwd=None, finished="", per_notebook=None):
+        plan = f"{out}\n{models}\n{STAGES}\n{parallel}\n{finished}\n" + (f"{per_notebook}\n" if per_notebook else "")
         if plan_rc:  # the planning step fails: 3 = the package is not importable, 1 = bad params
             body = f"echo 'error: planning failed' >&2\nexit {plan_rc}"
         else:
@@ -208,3 +208,18 @@ def test_a_params_file_argument_is_named_when_it_fails(chain, tmp_path):
     proc, events = run(arg="session.params", cwd=tmp_path, fail="01_dataset_inspection")
     assert proc.returncode == 1
     assert f"01_dataset_inspection failed on params file {tmp_path / 'session.params'}" in proc.stderr
+
+
+def test_models_per_notebook_groups_models_into_one_kernel_each(chain):
+    """train.models_per_notebook > 1: each stage notebook runs once per group of models (dealt
+    round-robin in start order), named <notebook>__a+b, with the notebook parameter model="a,b";
+    a finished (model, stage) leaves its group."""
+    run, out = chain
+    proc, events = run(models="tm av ll bg", parallel=2, per_notebook=2, finished="ll/stage1")
+    assert proc.returncode == 0, proc.stderr
+    started = _started(events)
+    assert [n for n in started if n.startswith("02_")] == ["02_stage1_faceforensics__tm+bg", "02_stage1_faceforensics__av"]
+    assert {n for n in started if n.startswith("03_")} == {"03_stage2_celebdf__tm+ll", "03_stage2_celebdf__av+bg"}
+    calls = {line.split()[0]: line.split()[1:] for line in Path(f"{run.log}.args").read_text().splitlines()}
+    args = calls["03_stage2_celebdf__tm+ll"]
+    assert args[args.index("model") + 1] == "tm,ll"

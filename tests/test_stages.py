@@ -297,3 +297,16 @@ def test_launch_stage_under_torchrun_with_two_processes(stage_params, stage1):
     assert load_checkpoint(summary["export"]["path"])["model"].keys() == state["model"].keys()
     assert launch_stage(params, "ll", "stage2", nproc=2)["skipped"]  # done: no second launch
     assert os.path.isfile(rdir / DONE)
+
+
+def test_notebook_models_reads_one_several_or_all():
+    from interceptor_lib.config import load_params
+    from interceptor_lib.errors import InterceptorError
+    from interceptor_lib.training.stages import notebook_models
+
+    p = load_params("smoke", check_paths=False)
+    assert notebook_models(p, None) == p.train.models
+    assert notebook_models(p, "tm") == ["tm"]
+    assert notebook_models(p, "tm, ll") == ["tm", "ll"]
+    with pytest.raises(InterceptorError, match="xx"):
+        notebook_models(p, "ll,xx")

@@ -11,6 +11,7 @@ import pandas as pd
 from interceptor_lib.data.cache import FaceCropCache, build_cache, cpu_seconds_per_video
 from interceptor_lib.data.indexers import index_dataset, official_test_ids
 from interceptor_lib.data.table import check_leakage, read_table, write_table
+from interceptor_lib.errors import InterceptorError
 from interceptor_lib.paths import RunPaths
 
 
@@ -48,7 +49,13 @@ def index_datasets(params) -> tuple[pd.DataFrame, dict]:
 
 
 def load_index(params) -> pd.DataFrame:
-    return read_table(RunPaths.of(params).index_file("all"))
+    """The index table notebook 00 (`prepare`) wrote; a clear error when it has not run for this profile."""
+    path = RunPaths.of(params).index_file("all")
+    if not path.is_file():
+        raise InterceptorError(f"no index table at {path}: the data of profile {params.profile!r} are not prepared "
+                               f"yet; run notebook 00_prepare_data (or python -m interceptor_lib prepare "
+                               f"--profile {params.profile}) first")
+    return read_table(path)
 
 
 def crop_cache(params) -> FaceCropCache:

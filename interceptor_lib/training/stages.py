@@ -135,6 +135,19 @@ def build_model(params, model_name: str, init: Path | None):
     return model
 
 
+def notebook_models(params, model: str | None) -> list[str]:
+    """The models a stage notebook trains: `model` (one name, or several separated by commas, as
+    ./run_all.sh passes them) or, when None, every model of train.models in turn."""
+    if not model:
+        return list(params.train.models)
+    names = [m.strip() for m in str(model).split(",") if m.strip()]
+    unknown = [m for m in names if m not in params.train.models]
+    if unknown:
+        raise InterceptorError(f"notebook parameter model={model!r}: {unknown} not in train.models "
+                               f"{params.train.models} of profile {params.profile!r}")
+    return names
+
+
 def make_datasets(params, model, rows: pd.DataFrame, val_rows: pd.DataFrame):
     cache = crop_cache(params)
     cls = FrameDataset if model.input_kind == "image" else ClipDataset
