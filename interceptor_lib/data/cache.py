@@ -221,35 +221,37 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
     processed = [] if processed is None else processed
     storage = _StorageGuard(storage_root, storage_budget_gb, params.workers)
 
-    def run(tasks):
-        with _pool(params.workers) as pool:
-            results = pool.imap_unordered(_process_task, tasks) if pool else map(_process_task, tasks)
-            bar = progress_bar(results, total=len(tasks), desc="face crops", disable=not progress, unit="task")
-            for res_list in bar:
-                for res in res_list:
-                    state["done"] += 1
-                    if res.get("meta") is not None:
-                        path = cache.own_entry_path(res["video_id"])
-                        manifest[res["video_id"]] = _manifest_row(rows[res["video_id"]], res["meta"], path, cache.dir)
-                        storage.add(path)
-                        processed.append((rows[res["video_id"]], res))
-                    if res.get("failure"):
-                        failures[res["video_id"]] = res["failure"]
-                _check_ceiling(cache, manifest, failures, state["done"], total, params, final=False)
-                reason = (budget.should_stop() if budget is not None else None) or storage.should_stop()
-                if reason:
-                    raise PreprocessStopped(
-                        f"preprocessing stopped ({reason}) after {state['done']} of {total} videos to do; every "
-                        f"finished video is kept in {cache.dir}. Run it again to continue; on Kaggle, save this "
-                        "session's output and attach it to the next session through train.previous_outputs "
-                        "(its cache is read from there), with a fresh output_dir.")
+    def run(tasks, pool, bar):
+        results = pool.imap_unordered(_process_task, tasks) if pool else map(_process_task, tasks)
+        for res_list in results:
+            bar.update(len(res_list))
+            for res in res_list:
+                state["done"] += 1
+                if res.get("meta") is not None:
+                    path = cache.own_entry_path(res["video_id"])
+                    manifest[res["video_id"]] = _manifest_row(rows[res["video_id"]], res["meta"], path, cache.dir)
+                    storage.add(path)
+                    processed.append((rows[res["video_id"]], res))
+                if res.get("failure"):
+                    failures[res["video_id"]] = res["failure"]
+            _check_ceiling(cache, manifest, failures, state["done"], total, params, final=False)
+            reason = (budget.should_stop() if budget is not None else None) or storage.should_stop()
+            if reason:
+                raise PreprocessStopped(
+                    f"preprocessing stopped ({reason}) after {state['done']} of {total} videos to do; every "
+                    f"finished video is kept in {cache.dir}. Run it again to continue; on Kaggle, save this "
+                    "session's output and attach it to the next session through train.previous_outputs "
+                    "(its cache is read from there), with a fresh output_dir.")
 
     try:
-        for group in groups.values():
-            first = [r for r in group if not _reuses(r, rows, params)]
-            second = [r for r in group if _reuses(r, rows, params)]
-            run(_tasks(first, cache, params, None))
-            run(_tasks(second, cache, params, set(manifest) | cached_elsewhere))
+        # one pool of workers for every pass (starting one costs each worker its imports), one bar
+        with _pool(params.workers) as pool, \
+                progress_bar(total=total, desc="face crops", disable=not progress, unit="video") as bar:
+            for group in groups.values():
+                first = [r for r in group if not _reuses(r, rows, params)]
+                second = [r for r in group if _reuses(r, rows, params)]
+                run(_tasks(first, cache, params, None), pool, bar)
+                run(_tasks(second, cache, params, set(manifest) | cached_elsewhere), pool, bar)
         _check_ceiling(cache, manifest, failures, state["done"], total, params, final=True)
     except OSError as e:
         if e.errno != errno.ENOSPC:

@@ -68,23 +68,57 @@ def video_stats(manifest: pd.DataFrame) -> pd.DataFrame:
     return out.round(2).reset_index()
 
 
+#: x-axis labels (with units) of the per-video statistics in the cache manifest
+STAT_LABELS = {
+    "brightness": "frame brightness (mean grey level, 0-255)",
+    "face_brightness": "face brightness (mean grey level, 0-255)",
+    "sharpness": "face sharpness (variance of the Laplacian)",
+    "motion": "face motion (mean |frame difference|, grey levels)",
+    "bitrate_kbps": "bitrate (kbit/s)",
+    "duration_s": "duration (s)",
+    "height": "frame height (px)",
+}
+
+
 def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness", "motion", "bitrate_kbps", "duration_s", "height")):
-    """Density histograms of per-video statistics, real vs fake, one row per dataset."""
+    """Histograms of per-video statistics, real vs fake, one row per dataset. Each class's bars sum to
+    1 (share of that class's videos per bin), so real and fake compare despite the 1 : 5 imbalance. A
+    statistic that is the same for every video of a dataset is stated in words instead of drawn as a
+    spike, and one the dataset does not have (no bitrate for image sequences) says so."""
     import matplotlib.pyplot as plt
 
     m = manifest.copy()
     datasets = sorted(m["dataset"].unique())
-    fig, axes = plt.subplots(len(datasets), len(columns), figsize=(3 * len(columns), 2.3 * len(datasets)), squeeze=False)
+    fig, axes = plt.subplots(len(datasets), len(columns), figsize=(3.2 * len(columns), 2.6 * len(datasets)),
+                             squeeze=False)
+    colors = {0: "tab:blue", 1: "tab:orange"}
     for i, ds in enumerate(datasets):
+        d = m[m["dataset"] == ds]
         for j, col in enumerate(columns):
             ax = axes[i, j]
-            for label, name in ((0, "real"), (1, "fake")):
-                v = m[(m["dataset"] == ds) & (m["label"] == label)][col].astype(float)
-                if len(v):
-                    ax.hist(v, bins=15, alpha=0.55, label=name, density=True)  # shapes, not counts (1:5)
-            ax.set_title(f"{ds}: {col}", fontsize=8)
+            ax.set_title(ds, fontsize=8)
+            ax.set_xlabel(STAT_LABELS.get(col, col), fontsize=7)
             ax.tick_params(labelsize=7)
-    axes[0, 0].legend(fontsize=7)
+            v_all = d[col].astype(float) if col in d else pd.Series(dtype=float)
+            if not len(v_all) or (v_all == 0).all():
+                ax.text(0.5, 0.5, "not measured for this dataset\n(e.g. no bitrate for image sequences)",
+                        ha="center", va="center", fontsize=7, transform=ax.transAxes)
+                ax.set_xticks([]), ax.set_yticks([])
+                continue
+            if v_all.nunique() == 1:
+                ax.text(0.5, 0.5, f"every video: {v_all.iloc[0]:g}", ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes)
+                ax.set_xticks([]), ax.set_yticks([])
+                continue
+            bins = np.histogram_bin_edges(v_all, bins=15)
+            for label, name in ((0, "real"), (1, "fake")):
+                v = d[d["label"] == label][col].astype(float)
+                if len(v):
+                    ax.hist(v, bins=bins, alpha=0.55, color=colors[label], weights=np.full(len(v), 1 / len(v)),
+                            label=f"{name} (n={len(v)})")
+            ax.set_ylabel("share of videos", fontsize=7)
+            ax.legend(fontsize=6, loc="best", framealpha=0.7)
+    fig.suptitle("Per-video statistics of the cached videos, real vs fake", fontsize=10)
     fig.tight_layout()
     return fig
 
