@@ -91,7 +91,7 @@ def _cmd_predict(a) -> int:
 
     log = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     results = predict_paths(a.paths, a.run, profile=a.profile, params_file=a.params, frames=a.frames,
-                            explain_dir=a.explain, device=a.device, precropped=a.precropped, log=log)
+                            explain_dir=a.explain, explain_members=_members(a.explain_members), device=a.device, precropped=a.precropped, log=log)
     if a.json:
         print(json.dumps(results, indent=1))
     else:
@@ -161,6 +161,10 @@ def _cmd_plan(a) -> int:
     return 0 if plan.fits else 1
 
 
+def _members(text: str):
+    return text if text in ("all", "best") else [m.strip() for m in text.split(",") if m.strip()]
+
+
 def _parse_option(text: str):
     if "=" not in text:
         raise InterceptorError(f"--option expects KEY=VALUE, got {text!r}")
@@ -216,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", help="profile whose preprocessing to use (default: what the run recorded)")
     s.add_argument("--params", help="params file instead of a profile name")
     s.add_argument("--json", action="store_true", help="print one JSON document (a list of results)")
-    s.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay PNG per input into DIR")
+    s.add_argument("--explain", metavar="DIR", help="write a Grad-CAM figure per input into DIR "
+                                                   "(<input name>.gradcam.png)")
+    s.add_argument("--explain-members", default="all", metavar="WHICH",
+                   help="members shown in the Grad-CAM figure: all (default), best (largest weight), or names "
+                        "separated by commas, e.g. ll,tm")
     s.add_argument("--frames", type=int, help="evenly spaced frames per video (default: preprocess.frames_per_video)")
     s.add_argument("--device", default="auto", help="auto (GPU when visible), cpu or cuda")
     s.add_argument("--precropped", action="store_true", help="images are face crops already: no face detection")

@@ -269,48 +269,87 @@ def score_prepared(ens: Ensemble, prep: Prepared, pp: PreprocessParams, device: 
 
 # ----------------------------------------------------------------------------------------- explanation
 
-def _overlay(crop: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
-    """RGB crop + JET heat map of a [0, 1] map -> BGR image for cv2.imwrite."""
-    heat = cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), cv2.COLORMAP_JET)
-    return cv2.addWeighted(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), 1 - alpha, heat, alpha, 0)
+EXPLAIN_TILE_PX = 224  # each face tile of a Grad-CAM figure, at least this many pixels a side
 
 
 def explain_input(ens: Ensemble, prep: Prepared, pp: PreprocessParams, scored: dict, device: torch.device,
-                  out_path: Path, max_tiles: int = 4) -> Path | None:
-    """Grad-CAM of the best-weighted member that scored the input (an image member when one did)
-    on up to `max_tiles` evenly spaced face crops (clip members: each clip's middle frame), written
-    as a PNG: the crops on top, the overlays below, the member and its P(fake) in a header."""
-    run = list(scored["members"])
-    image_members = [n for n in run if ens.members[n].input_kind == "image"]
-    pool = image_members or run
-    if not pool:
+                  out_path: Path, max_tiles: int = 4, members: str | list[str] = "all",
+                  title: str = "") -> Path | None:
+    """Grad-CAM of the members that scored the input on up to `max_tiles` evenly spaced face crops
+    (clip members: each clip's middle frame), written as a PNG figure: the crops on the top row, one
+    row of overlays per member (its weight in the ensemble and its P(fake) beside it), a colour bar of
+    the relevance scale, and `title` (the input's full name) with the ensemble's P(fake) on top.
+    `members`: "all" (every member that scored it), "best" (the one with the largest weight), or
+    names. Each tile is at least EXPLAIN_TILE_PX pixels a side."""
+    import matplotlib
+    import matplotlib.cm
+    import matplotlib.colors
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ran = list(scored["members"])
+    if not ran:
         return None
-    name = max(pool, key=lambda n: scored["weights"].get(n, 0.0))  # the weights this input was combined with
-    model = ens.members[name]
-    transform = build_transform(False, ens.data_config["mean"], ens.data_config["std"])
-    if model.input_kind == "image":
-        sel = np.unique(np.linspace(0, len(prep.frames) - 1, min(max_tiles, len(prep.frames))).round().astype(int))
-        batch = {"image": _to_tensor(prep.frames[sel], transform).to(device)}
-        crops = prep.frames[sel]
+    weights = scored.get("weights", {})
+    if members == "best":
+        chosen = [max(ran, key=lambda n: weights.get(n, 0.0))]
+    elif members == "all":
+        chosen = sorted(ran, key=lambda n: -weights.get(n, 0.0))
     else:
-        sel = np.unique(np.linspace(0, len(prep.clips) - 1, min(max_tiles, len(prep.clips))).round().astype(int))
-        audio_len = int(round(pp.audio_window_s * pp.audio_sample_rate))
-        batch = {k: v.to(device) for k, v in _clip_batch(prep, transform, audio_len, sel).items()}
-        crops = prep.clips[sel, prep.clips.shape[1] // 2]
-    cams = grad_cam(model, batch).cpu().numpy()  # (n, S, S)
-    top = np.concatenate([cv2.cvtColor(c, cv2.COLOR_RGB2BGR) for c in crops], axis=1)
-    bottom = np.concatenate([_overlay(c, m) for c, m in zip(crops, cams)], axis=1)
-    header = np.full((22, top.shape[1], 3), 255, np.uint8)
-    text = f"{name} P(fake)={scored['members'][name]:.2f}  ensemble {scored['prob']:.2f}"
-    cv2.putText(header, text, (3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        chosen = [m for m in ([members] if isinstance(members, str) else members) if m in ran]
+        if not chosen:
+            raise InterceptorError(f"Grad-CAM members {members!r}: none of them scored this input (scored by {ran})")
+    transform = build_transform(False, ens.data_config["mean"], ens.data_config["std"])
+    rows = []  # (member, tiles (n, S, S, 3), cams (n, S, S))
+    for name in chosen:
+        model = ens.members[name]
+        if model.input_kind == "image":
+            sel = np.unique(np.linspace(0, len(prep.frames) - 1, min(max_tiles, len(prep.frames))).round().astype(int))
+            batch = {"image": _to_tensor(prep.frames[sel], transform).to(device)}
+            crops = prep.frames[sel]
+        else:
+            sel = np.unique(np.linspace(0, len(prep.clips) - 1, min(max_tiles, len(prep.clips))).round().astype(int))
+            audio_len = int(round(pp.audio_window_s * pp.audio_sample_rate))
+            batch = {k: v.to(device) for k, v in _clip_batch(prep, transform, audio_len, sel).items()}
+            crops = prep.clips[sel, prep.clips.shape[1] // 2]
+        rows.append((name, crops, grad_cam(model, batch).cpu().numpy()))
+    n_cols = max(len(c) for _, c, _ in rows)
+    tile_in, dpi = EXPLAIN_TILE_PX / 100, 100
+    fig = Figure(figsize=(tile_in * n_cols + 2.4, tile_in * (len(rows) + 1) + 0.8), dpi=dpi)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(len(rows) + 1, n_cols + 1, width_ratios=[1] * n_cols + [0.08],
+                            left=1.6 / (tile_in * n_cols + 2.4), right=0.95, top=1 - 0.6 / fig.get_figheight(),
+                            bottom=0.02, wspace=0.03, hspace=0.06)
+    cmap = matplotlib.colormaps["jet"]
+    first_crops = rows[0][1]
+    for r, (name, crops, cams) in enumerate([("face crops", first_crops, None)] + rows):
+        for c in range(n_cols):
+            ax = fig.add_subplot(grid[r, c])
+            ax.set_xticks([]), ax.set_yticks([])
+            if c >= len(crops):
+                ax.axis("off")
+                continue
+            ax.imshow(crops[c], interpolation="bicubic")
+            if cams is not None:
+                ax.imshow(np.clip(cams[c], 0, 1), cmap=cmap, vmin=0, vmax=1, alpha=0.45,
+                               interpolation="bilinear", extent=(-0.5, crops[c].shape[1] - 0.5, crops[c].shape[0] - 0.5, -0.5))
+            if c == 0:
+                label = name if cams is None else (f"{name}\nweight {weights.get(name, 0.0):.2f}\n"
+                                                   f"P(fake) {scored['members'][name]:.2f}")
+                ax.set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center", labelpad=8)
+    scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap=cmap)
+    fig.colorbar(scale, cax=fig.add_subplot(grid[1:, n_cols]), label="Grad-CAM relevance for 'fake' (0-1)")
+    verdict = "fake" if scored["prob"] >= ens.threshold else "real"
+    fig.suptitle(f"{title or out_path.stem}\nensemble P(fake) {scored['prob']:.3f} -> {verdict} "
+                 f"(threshold {ens.threshold:.3f})", fontsize=10)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out_path), np.concatenate([header, top, bottom], axis=0)):
-        raise OSError(f"could not write {out_path}")
+    fig.savefig(out_path, dpi=dpi)
     return out_path
 
 
 def _explain_name(path: Path, used: set) -> str:
-    stem = re.sub(r"[^\w.-]+", "_", path.stem) or "input"
+    """`<file name with its extension>.gradcam.png` (a.mp4 and a.jpg do not collide), made unique."""
+    stem = re.sub(r"[^\w.-]+", "_", path.name) or "input"
     name, k = f"{stem}.gradcam.png", 2
     while name in used:
         name, k = f"{stem}-{k}.gradcam.png", k + 1
@@ -322,8 +361,9 @@ def _explain_name(path: Path, used: set) -> str:
 
 def predict_paths(paths, run: str | Path | None = None, *, profile: str | None = None,
                   params_file: str | Path | None = None, frames: int | None = None,
-                  explain_dir: str | Path | None = None, device: str = "auto", precropped: bool = False,
-                  batch_size: int = 16, ensemble: Ensemble | None = None, preprocess: PreprocessParams | None = None,
+                  explain_dir: str | Path | None = None, explain_members: str | list[str] = "all",
+                  device: str = "auto", precropped: bool = False, batch_size: int = 16,
+                  ensemble: Ensemble | None = None, preprocess: PreprocessParams | None = None,
                   log: Callable[[str], None] | None = None) -> list[dict]:
     """Score every video / image in `paths` (files or folders, searched recursively) with the ensemble
     of run folder `run` (`<run>/ensemble/ensemble.json`; default: the output_dir of --profile/--params).
@@ -389,7 +429,8 @@ def predict_paths(paths, run: str | Path | None = None, *, profile: str | None =
                 if res["ok"] and explain_dir is not None:
                     try:
                         png = explain_dir / _explain_name(path, used_names)
-                        res["explain"] = str(explain_input(ensemble, prep, preprocess, scored, dev, png))
+                        res["explain"] = str(explain_input(ensemble, prep, preprocess, scored, dev, png,
+                                                           members=explain_members, title=str(path)))
                     except INPUT_ERRORS as e:  # the score stands; only the picture is missing
                         res["explain_error"] = _message(path, e)
             res["seconds"] = round(time.perf_counter() - t0, 3)

@@ -7,6 +7,7 @@ import sys
 from dataclasses import asdict
 
 import cv2
+from pathlib import Path
 import pytest
 import torch
 from media import face_frames, noise_frames, tone, write_corrupt, write_video
@@ -82,11 +83,18 @@ def test_image_is_scored_by_image_members_only(scored):
 
 
 def test_explain_writes_a_png_per_input(scored):
+    """One figure per input, named after the whole file name (face.mp4 and face.png do not collide),
+    every member that scored it in a row, tiles of at least 224 px."""
+    from interceptor_lib.inference import EXPLAIN_TILE_PX
+
     paths = [r["explain"] for r in scored]
     assert len(set(paths)) == 3
-    for p in paths:
-        img = cv2.imread(p)
-        assert img is not None and img.shape[0] > 64
+    assert sorted(Path(p).name for p in paths) == ["face.mp4.gradcam.png", "face.png.gradcam.png",
+                                                     "voice.mp4.gradcam.png"]
+    for r in scored:
+        img = cv2.imread(r["explain"])
+        rows = 1 + len(r["members"])
+        assert img is not None and img.shape[0] >= rows * EXPLAIN_TILE_PX and img.shape[1] >= 2 * EXPLAIN_TILE_PX
 
 
 def test_folders_are_searched_recursively(run):

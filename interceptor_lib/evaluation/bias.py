@@ -50,17 +50,25 @@ def calibration_table(videos: pd.DataFrame, models: list[str], n_bins: int = 10)
 
 
 def plot_reliability(videos: pd.DataFrame, models: list[str], n_bins: int = 10):
-    """Reliability diagrams on the test videos (before temperature scaling), one line per model."""
+    """Reliability diagrams on the test videos (before temperature scaling), one line per model, its
+    expected calibration error (ECE) in the legend; below, how many test videos fall in each bin (a
+    point over a handful of videos says little)."""
     import matplotlib.pyplot as plt
 
     test = videos[videos["split"] == "test"]
-    fig, ax = plt.subplots(figsize=(4, 4))
-    for m in models:
-        r = reliability(test["label"], test[m], n_bins).dropna(subset=["mean_score"])
-        ax.plot(r["mean_score"], r["fake_rate"], marker="o", ms=3, label=m)
-    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set(xlabel="mean predicted P(fake)", ylabel="share actually fake", title="reliability (test videos)")
-    ax.legend(fontsize=7)
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    width = 1 / n_bins / (len(models) + 1)
+    for k, m in enumerate(models):
+        table = reliability(test["label"], test[m], n_bins)
+        r = table.dropna(subset=["mean_score"])
+        line, = ax.plot(r["mean_score"], r["fake_rate"], marker="o", ms=3,
+                        label=f"{m} (ECE {ece(test['label'], test[m], n_bins):.3f})")
+        axn.bar(table["bin_low"] + (k + 0.5) * width, table["n"], width=width, color=line.get_color())
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="perfectly calibrated")
+    ax.set(ylabel="share actually fake", title=f"Reliability on the {len(test)} test videos ({n_bins} bins)",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=7, loc="upper left")
+    axn.set(xlabel="predicted P(fake)", ylabel="videos per bin")
     fig.tight_layout()
     return fig
 

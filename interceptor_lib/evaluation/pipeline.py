@@ -294,21 +294,27 @@ def plot_roc(videos: pd.DataFrame, models: list[str]):
 
 
 def plot_confusions(videos: pd.DataFrame, model: str, threshold: float):
-    """Video-level confusion matrix of `model` on each test set at `threshold`."""
+    """Video-level confusion matrix of `model` on each test set at `threshold` (stated in the title):
+    counts with the share of each actual class, the cell colour that share (so every test set reads
+    alike whatever its size), the text dark on light cells and light on dark ones."""
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
     test = videos[videos["split"] == TEST_SPLIT]
     sets = sorted(test["dataset"].unique())
-    fig, axes = plt.subplots(1, len(sets), figsize=(2.8 * len(sets), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(3.0 * len(sets), 3.2), squeeze=False)
     for ax, ds in zip(axes[0], sets):
         g = test[test["dataset"] == ds]
         cm = confusion_matrix(g["label"], (g[model] >= threshold).astype(int), labels=[0, 1])
-        ax.imshow(cm, cmap="Blues")
+        share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (i, j), n in np.ndenumerate(cm):
-            ax.text(j, i, str(n), ha="center", va="center")
-        ax.set(title=f"{ds}: {model}", xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"],
+            ax.text(j, i, f"{n}\n({share[i, j]:.0%})", ha="center", va="center", fontsize=9,
+                    color="white" if share[i, j] > 0.55 else "black")
+        ax.set(title=ds, xticks=[0, 1], yticks=[0, 1], xticklabels=["real", "fake"],
                yticklabels=["real", "fake"], xlabel="predicted", ylabel="actual")
+    fig.suptitle(f"{model}: test videos, fake when P(fake) >= {threshold:.3f} (threshold chosen on validation)",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
