@@ -105,8 +105,8 @@ def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness",
                         ha="center", va="center", fontsize=7, transform=ax.transAxes)
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
-            if v_all.nunique() == 1:
-                ax.text(0.5, 0.5, f"every video: {v_all.iloc[0]:g}", ha="center", va="center", fontsize=8,
+            if np.ptp(v_all) <= 1e-6 * max(1.0, abs(float(v_all.mean()))):  # one value (up to rounding)
+                ax.text(0.5, 0.5, f"every video: {v_all.mean():.4g}", ha="center", va="center", fontsize=8,
                         transform=ax.transAxes)
                 ax.set_xticks([]), ax.set_yticks([])
                 continue
