@@ -108,6 +108,11 @@ def build_crop_cache(params, table: pd.DataFrame, progress: bool = True) -> Face
     return cache
 
 
+#: room kept beside what require_room is asked for: the file's header and record, and the reports and
+#: tables the session writes after it (a few KiB each)
+REPORT_SLACK_BYTES = 256 * 2**10
+
+
 def require_room(params, nbytes: int, what: str) -> None:
     """Raise PreprocessStopped when writing `nbytes` more would take output_dir past
     train.storage_budget_gb (nothing is written; the next session, with this one's output attached,
@@ -118,7 +123,7 @@ def require_room(params, nbytes: int, what: str) -> None:
     if budget is None:
         return
     used = _tree_bytes(RunPaths.of(params).root)
-    if used + nbytes > budget * 2**30:
+    if used + nbytes + REPORT_SLACK_BYTES > budget * 2**30:
         raise PreprocessStopped(
             f"{what} needs {nbytes / 2**20:.1f} MiB but output_dir {params.output_dir} holds {used / 2**20:.1f} of "
             f"its {budget * 1024:.1f} MiB storage budget (train.storage_budget_gb); save this session's output and "
