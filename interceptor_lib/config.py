@@ -504,7 +504,7 @@ def _check_ranges(p: Params) -> None:
             v = v[part] if isinstance(v, dict) else getattr(v, part)
         return v
 
-    checks = [(k, *rest) for k, *rest in _RANGES]
+    checks = list(_RANGES)
     for name, st in p.train.stages.items():
         checks += [(f"train.stages.{name}.epochs", 0, None), (f"train.stages.{name}.lr", 0, None, False),
                    (f"train.stages.{name}.samples_per_epoch", 0, None)]

@@ -79,49 +79,6 @@ class HaarFaceDetector:
         return _from_roi(boxes, weights, origin, scale)
 
 
-class YuNetFaceDetector:
-    """OpenCV's YuNet CNN face detector (Wu et al. 2023) from a local ONNX model file."""
-
-    name = "yunet"
-
-    def __init__(self, model_path: str | Path, max_side: int = 640, score_threshold: float = 0.7):
-        model_path = Path(model_path)
-        if not model_path.is_file():
-            raise FileNotFoundError(
-                f"YuNet model file not found: {model_path}. Download face_detection_yunet_2023mar.onnx "
-                "from the OpenCV model zoo and set preprocess.detector_model to its path, or use "
-                "detector: haar")
-        self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold)
-        self.max_side = max_side
-
-    def detect(self, frame_rgb: np.ndarray) -> list[tuple[Box, float]]:
-        small, scale = _downscale(frame_rgb, self.max_side)
-        h, w = small.shape[:2]
-        self._net.setInputSize((w, h))
-        _, faces = self._net.detect(cv2.cvtColor(small, cv2.COLOR_RGB2BGR))
-        out = []
-        for f in (faces if faces is not None else []):
-            x, y, bw, bh = f[:4]
-            out.append((np.array([x, y, x + bw, y + bh], dtype=np.float32) / scale, float(f[-1])))
-        return sorted(out, key=lambda bs: -_area(bs[0]))
-
-
-    def detect_near(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
-        """Faces near `prev`, found in a region around it scaled to put the face at ~ROI_FACE_PX."""
-        return self._sized(*_roi(frame_rgb, prev))
-
-    def detect_sized(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
-        """Faces of about `prev`'s size anywhere: the frame scaled to put such a face at ~SIZED_FACE_PX."""
-        return self._sized(*_scaled(frame_rgb, prev))
-
-    def _sized(self, roi: np.ndarray, origin: np.ndarray, scale: float) -> list[tuple[Box, float]]:
-        h, w = roi.shape[:2]
-        self._net.setInputSize((w, h))
-        _, faces = self._net.detect(cv2.cvtColor(roi, cv2.COLOR_RGB2BGR))
-        faces = np.zeros((0, 15), np.float32) if faces is None else faces
-        return _from_roi(faces[:, :4], faces[:, -1], origin, scale)
-
-
 # Optional detectors: a package to install, with its own bundled weights (nothing is downloaded).
 OPTIONAL_DETECTORS = {
     "mtcnn": ("facenet_pytorch",
@@ -163,6 +120,29 @@ class _ArrayDetector:
     def detect_sized(self, frame_rgb: np.ndarray, prev: Box) -> list[tuple[Box, float]]:
         image, origin, scale = _scaled(frame_rgb, prev)
         return _from_roi(*self._faces(image), origin, scale)
+
+
+class YuNetFaceDetector(_ArrayDetector):
+    """OpenCV's YuNet CNN face detector (Wu et al. 2023) from a local ONNX model file."""
+
+    name = "yunet"
+
+    def __init__(self, model_path: str | Path, max_side: int = 640, score_threshold: float = 0.7):
+        model_path = Path(model_path)
+        if not model_path.is_file():
+            raise FileNotFoundError(
+                f"YuNet model file not found: {model_path}. Download face_detection_yunet_2023mar.onnx "
+                "from the OpenCV model zoo and set preprocess.detector_model to its path, or use "
+                "detector: haar")
+        self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold)
+        self.max_side = max_side
+
+    def _faces(self, image: np.ndarray):
+        h, w = image.shape[:2]
+        self._net.setInputSize((w, h))
+        _, faces = self._net.detect(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+        faces = np.zeros((0, 15), np.float32) if faces is None else faces
+        return faces[:, :4], faces[:, -1]
 
 
 class MTCNNFaceDetector(_ArrayDetector):
