@@ -32,7 +32,10 @@ export INTERCEPTOR_PROGRESS="${INTERCEPTOR_PROGRESS:-log}"
 plan=$(python - "$kind" "$label" <<'PY'
 import sys
 try:
-    from interceptor_lib.config import STAGE_NAMES, done_record, load_params, stale_stages_message, start_order
+    from interceptor_lib.config.schema import STAGE_NAMES
+    from interceptor_lib.layout import done_record, stale_stages_message
+    from interceptor_lib.params import load_params
+    from interceptor_lib.pipeline.launch import start_order
     from interceptor_lib.errors import InterceptorError
     from interceptor_lib.models.backbone import check_backbone_weights
 except ImportError as e:
@@ -50,7 +53,7 @@ if stale:
     print(f"error: {stale}", file=sys.stderr)
     sys.exit(4)
 try:  # the plan of the whole chain, first (stderr: stdout answers this script)
-    from interceptor_lib.plan import default_sizes, format_plan, make_plan
+    from interceptor_lib.pipeline.plan import default_sizes, format_plan, make_plan
     sizes = default_sizes(p)
     if sizes:
         print(format_plan(make_plan(p, sizes)) + "\n", file=sys.stderr)

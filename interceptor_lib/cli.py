@@ -12,18 +12,19 @@ import sys
 import time
 from pathlib import Path
 
+from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 
 
 def _cmd_index(a) -> int:
-    from interceptor_lib.data.indexers import index_dataset
+    from interceptor_lib.data.indexers import INDEXERS, allowed_options, index_dataset, official_test_ids
     from interceptor_lib.data.table import check_leakage, class_counts, write_table
-    from interceptor_lib.data.indexers import official_test_ids
 
     options = dict(_parse_option(o) for o in a.option)
     if a.splits:
-        if a.dataset != "ffpp":
-            raise InterceptorError("--splits applies to --dataset ffpp only")
+        if "splits_dir" not in allowed_options(a.dataset):
+            takes = [d for d in INDEXERS if "splits_dir" in allowed_options(d)]
+            raise InterceptorError(f"--splits applies to --dataset {' / '.join(takes)} only")
         options["splits_dir"] = a.splits
     df = index_dataset(a.dataset, a.root, **options)
     check_leakage(df, {a.dataset: official_test_ids(a.dataset, a.root)})
@@ -35,7 +36,7 @@ def _cmd_index(a) -> int:
 
 
 def _cmd_make_demo_data(a) -> int:
-    from interceptor_lib.data.demo import make_demo_data
+    from interceptor_lib.synthetic import make_demo_data
 
     t = time.perf_counter()
     report = make_demo_data(a.out, seed=a.seed, scale=a.scale, artifact_strength=a.strength,
@@ -47,8 +48,8 @@ def _cmd_make_demo_data(a) -> int:
 
 
 def _cmd_prepare(a) -> int:
-    from interceptor_lib.config import load_params
-    from interceptor_lib.data.prepare import prepare_data
+    from interceptor_lib.params import load_params
+    from interceptor_lib.pipeline.prepare import prepare_data
 
     params = load_params(a.profile, a.params)
     print(json.dumps(prepare_data(params, progress=not a.quiet), indent=1, default=str))
@@ -58,7 +59,7 @@ def _cmd_prepare(a) -> int:
 def _cmd_params(a) -> int:
     from dataclasses import asdict
 
-    from interceptor_lib.config import load_params
+    from interceptor_lib.params import load_params
 
     params = load_params(a.profile, a.params)
     print(json.dumps(asdict(params), indent=1, default=str))
@@ -111,8 +112,8 @@ def _cmd_train(a) -> int:
     """One model through one stage (run_stage); under torchrun, one DDP worker of it."""
     import os
 
-    from interceptor_lib.config import load_params
-    from interceptor_lib.training.stages import TrainingStopped, run_stage_process
+    from interceptor_lib.params import load_params
+    from interceptor_lib.pipeline.stages import TrainingStopped, run_stage_process
 
     try:
         overrides = json.loads(a.overrides) if a.overrides else {}
@@ -138,8 +139,8 @@ def _cmd_train(a) -> int:
 def _cmd_report(a) -> int:
     """Print the results section (from notebook 06's results.csv); --update-readme writes it into README.md."""
     from interceptor_lib import REPO_ROOT
-    from interceptor_lib.config import load_params
-    from interceptor_lib.evaluation.report import results_markdown, update_readme
+    from interceptor_lib.params import load_params
+    from interceptor_lib.pipeline.report import results_markdown, update_readme
 
     md = results_markdown(load_params(a.profile, a.params))
     print(md)
@@ -149,9 +150,9 @@ def _cmd_report(a) -> int:
 
 
 def _cmd_plan(a) -> int:
-    """Print the plan of the whole chain (interceptor_lib.plan); exit 1 when it does not fit."""
-    from interceptor_lib.config import load_params
-    from interceptor_lib.plan import default_sizes, format_plan, format_plan_markdown, make_plan
+    """Print the plan of the whole chain (interceptor_lib.pipeline.plan); exit 1 when it does not fit."""
+    from interceptor_lib.params import load_params
+    from interceptor_lib.pipeline.plan import default_sizes, format_plan, format_plan_markdown, make_plan
 
     params = load_params(a.profile, a.params, check_paths=False)  # plans without the data present
     sizes = a.sizes or default_sizes(params) or "published"
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("index", help="index a dataset folder into the common table (CSV)")
-    s.add_argument("--dataset", required=True, choices=["ffpp", "celebdf", "wilddeepfake", "dfdc"])
+    s.add_argument("--dataset", required=True, choices=list(DATASETS))
     s.add_argument("--root", required=True, help="the dataset's root folder")
     s.add_argument("--out", required=True, help="output CSV")
     s.add_argument("--splits", help="FF++: folder holding the official train/val/test.json")

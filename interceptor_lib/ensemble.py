@@ -63,9 +63,9 @@ from torch import nn
 
 from interceptor_lib import __version__
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.evaluation import metrics as _metrics
-from interceptor_lib.evaluation.calibration import apply_temperature, fit_temperature
-from interceptor_lib.evaluation.metrics import EPS, check_binary, check_labels, has_both_classes
+from interceptor_lib.metrics import scores as _metrics
+from interceptor_lib.metrics.calibration import apply_temperature, fit_temperature
+from interceptor_lib.metrics.scores import EPS, check_binary, check_labels, has_both_classes
 from interceptor_lib.models.base import BatchError, DetectorBase, two_class_logits
 
 ENSEMBLE_FORMAT = 1
@@ -727,7 +727,7 @@ def read_ensemble_config(run_dir_or_json: str | Path) -> tuple[dict, Path]:
 
 def resolve_checkpoint(stored: str | Path, base: Path) -> Path:
     """A checkpoint path from a config or done.json, resolved against `base` (paths.resolve_stored_path)."""
-    from interceptor_lib.paths import resolve_stored_path
+    from interceptor_lib.layout import resolve_stored_path
 
     return resolve_stored_path(stored, base)
 
@@ -801,8 +801,8 @@ def find_member_checkpoints(params_or_output_dir, models: list[str] | None = Non
     sessions' outputs, paths re-rooted) and defaults `models` to `train.models`; given a folder,
     defaults to every model with a runs/ folder. Raises EnsembleError naming a model without any
     finished stage."""
-    from interceptor_lib.config import STAGE_NAMES
-    from interceptor_lib.paths import RunPaths
+    from interceptor_lib.config.schema import STAGE_NAMES
+    from interceptor_lib.layout import RunPaths
 
     if isinstance(params_or_output_dir, (str, Path)):
         paths = RunPaths.at(params_or_output_dir)

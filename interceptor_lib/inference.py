@@ -57,7 +57,7 @@ from interceptor_lib.data.video import IMAGE_SUFFIXES
 from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_config
 from interceptor_lib.errors import InterceptorError, MediaError
 from interceptor_lib.models.explain import grad_cam
-from interceptor_lib.paths import RunPaths
+from interceptor_lib.layout import RunPaths
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
@@ -127,7 +127,7 @@ def resolve_preprocess(run: str | Path | None, profile: str | None = None, param
     cache's config.json, else its profile when params/<profile>.yaml resolves to the same run)."""
     stored = (ensemble_config or {}).get("preprocess")
     if profile or params_file:
-        from interceptor_lib.config import load_params
+        from interceptor_lib.params import load_params
 
         pp = load_params(profile, params_file, check_paths=False).preprocess
         if stored:
@@ -147,7 +147,8 @@ def resolve_preprocess(run: str | Path | None, profile: str | None = None, param
                 return _from_dict(json.loads(cfg.read_text())), f"crop cache {cfg}"
             prof = info.get("profile")
             if prof:
-                from interceptor_lib.config import PARAMS_DIR, load_params
+                from interceptor_lib.config.load import PARAMS_DIR
+                from interceptor_lib.params import load_params
 
                 if (PARAMS_DIR / f"{prof}.yaml").is_file():
                     params = load_params(prof, check_paths=False)
@@ -384,7 +385,7 @@ def predict_paths(paths, run: str | Path | None = None, *, profile: str | None =
     if run is None and (ensemble is None or (preprocess is None and not getattr(ensemble, "config", None))):
         if not (profile or params_file):
             raise InterceptorError("predict needs --run <output folder of a trained profile> or --profile / --params")
-        from interceptor_lib.config import load_params
+        from interceptor_lib.params import load_params
 
         run = load_params(profile, params_file, check_paths=False).output_dir
     dev = _device(device)

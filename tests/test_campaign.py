@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from interceptor_lib.config import load_params
+from interceptor_lib.params import load_params
 from interceptor_lib.data.cache import PreprocessStopped
-from interceptor_lib.data.prepare import prepare_data
-from interceptor_lib.paths import RunPaths
+from interceptor_lib.pipeline.prepare import prepare_data
+from interceptor_lib.layout import RunPaths
 from interceptor_lib.training import budget as budget_module
 from interceptor_lib.training.checkpoint import load_checkpoint
-from interceptor_lib.training.stages import TrainingStopped, run_stage
+from interceptor_lib.pipeline.stages import TrainingStopped, run_stage
 
 STAGES = ["stage1", "stage2", "stage3", "stage4"]
 MODEL = "ll"

@@ -84,7 +84,7 @@ def test_first_hour_probes_exit_nonzero_in_the_projects_words(tmp_path):
 
 
 def test_params_ranges_and_extends_are_checked_naming_the_key_and_the_file(tmp_path):
-    from interceptor_lib.config import load_params
+    from interceptor_lib.params import load_params
     from interceptor_lib.errors import ParamsError
     import pytest
 

@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 from interceptor_lib import REPO_ROOT
-from interceptor_lib.config import load_params
+from interceptor_lib.params import load_params
 from interceptor_lib.errors import ParamsError
 
 
@@ -91,7 +91,7 @@ def test_profile_from_environment(monkeypatch):
 
 
 def test_augment_and_trainable_stages_params():
-    from interceptor_lib.config import load_params
+    from interceptor_lib.params import load_params
     from interceptor_lib.errors import ParamsError
 
     p = load_params("demo", overrides={"train.trainable_stages": None, "train.augment.p_jpeg": 0.25})
@@ -105,7 +105,7 @@ def test_augment_and_trainable_stages_params():
 
 
 def test_stage_balanced_draws_reach_the_trainer_and_replay_needs_them():
-    from interceptor_lib.training.stages import train_config
+    from interceptor_lib.pipeline.stages import train_config
     p = load_params("demo", overrides={"train.stages.stage4.balanced": False, "train.stages.stage4.replay": 0.0})
     assert train_config(p, p.train.stages["stage4"]).balanced_sampling is False
     assert train_config(p, p.train.stages["stage1"]).balanced_sampling is True

@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from interceptor_lib.data.demo import (DEMO_ROOTS, FAMILIES, FFPP_METHODS, SCALES, VISUAL_FAMILIES,
+from interceptor_lib.synthetic import (DEMO_ROOTS, FAMILIES, FFPP_METHODS, SCALES, VISUAL_FAMILIES,
                                        make_demo_data, measure_face_detection_rate)
-from interceptor_lib.data.demo.artifacts import ArtifactSpec, build_artifact, draw_artifact
-from interceptor_lib.data.demo.audio import audio_envelope_per_frame, synth_speech
-from interceptor_lib.data.demo.clip import ClipSpec, FrameRenderer, SensorNoise, render_clip, speech_of
-from interceptor_lib.data.demo.corpus import _complete_report
-from interceptor_lib.data.demo.scene import draw_identity, draw_scene, named_rng
+from interceptor_lib.synthetic.artifacts import ArtifactSpec, build_artifact, draw_artifact
+from interceptor_lib.synthetic.audio import audio_envelope_per_frame, synth_speech
+from interceptor_lib.synthetic.clip import ClipSpec, FrameRenderer, SensorNoise, render_clip, speech_of
+from interceptor_lib.synthetic.corpus import _complete_report
+from interceptor_lib.synthetic.scene import draw_identity, draw_scene, named_rng
 
 FF, CD, WDF, DF = (DEMO_ROOTS[k] for k in ("ffpp", "celebdf", "wilddeepfake", "dfdc"))
 
@@ -301,7 +301,7 @@ def test_bad_arguments_fail_clearly(tmp_path):
 
 
 def test_foreign_files_are_never_removed_without_overwrite(tmp_path):
-    from interceptor_lib.data.demo.corpus import MARKER, _remove_stale
+    from interceptor_lib.synthetic.corpus import MARKER, _remove_stale
     from interceptor_lib.errors import InterceptorError
 
     # a folder the generator did not write: refused, nothing touched, the message names the file

@@ -373,7 +373,7 @@ def test_audio_weights_survive_the_config_round_trip(tmp_path):
     ens = load_ensemble(out)
     assert ens.audio_weights == {"ll": 0.25, "av": 0.75} and ens.audio_temperature == 0.9
     assert ens.weights == {"ll": 0.75, "av": 0.25}
-    from interceptor_lib.evaluation.pipeline import fit_from_config
+    from interceptor_lib.pipeline.evaluate import fit_from_config
 
     fit = fit_from_config(doc)  # what notebook 07 rebuilds the ensemble column from
     assert fit["combination"] == "logit" and fit["audio"]["weights"] == doc["audio"]["weights"]

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from interceptor_lib.evaluation.bias import (artifact_variant, blockiness, calibration_table, class_bias,
+from interceptor_lib.pipeline.bias import (artifact_variant, blockiness, calibration_table, class_bias,
                                              condition_bins, condition_table, family_table,
                                              own_family_check, perceivable_rates, reads_audio)
-from interceptor_lib.evaluation.calibration import ece
-from interceptor_lib.evaluation.metrics import choose_threshold
-from interceptor_lib.evaluation.pipeline import (ENSEMBLE, META, add_ensemble, cross_dataset_table, model_thresholds,
+from interceptor_lib.metrics.calibration import ece
+from interceptor_lib.metrics.scores import choose_threshold
+from interceptor_lib.pipeline.evaluate import (ENSEMBLE, META, add_ensemble, cross_dataset_table, model_thresholds,
                                                  predictions_stamp,
                                                  per_method_table, results_table, video_predictions)
 

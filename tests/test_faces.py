@@ -68,7 +68,7 @@ def test_optional_detector_refuses_clearly_or_finds_the_astronauts_face(name, mo
     package to install and how, instead of an ImportError from deep inside."""
     import importlib.util
 
-    from interceptor_lib.config import load_params
+    from interceptor_lib.params import load_params
     from interceptor_lib.errors import ParamsError
 
     if importlib.util.find_spec(module) is None:

@@ -11,7 +11,7 @@ import pytest
 
 from interceptor_lib.data.indexers import (DATASET_LAYOUTS, INDEXERS, IndexerWarning, index_dataset,
                                            official_test_ids)
-from interceptor_lib.data.indexers.wilddeepfake import sequence_files
+from interceptor_lib.data.sequences import sequence_files
 from interceptor_lib.data.table import check_leakage
 from interceptor_lib.errors import DatasetLayoutError, ParamsError
 

@@ -15,7 +15,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, f1_score,
                              log_loss, recall_score, roc_auc_score, roc_curve)
 
-from interceptor_lib.evaluation import (aggregate_videos, apply_temperature, binary_metrics, bootstrap_auc_ci,
+from interceptor_lib.metrics import (aggregate_videos, apply_temperature, binary_metrics, bootstrap_auc_ci,
                                         choose_threshold, ece, eer, evaluate, fit_temperature,
                                         per_group_metrics, reliability)
 

@@ -1,4 +1,4 @@
-"""The plan of the real-data chain (interceptor_lib.plan, `python -m interceptor_lib plan`)."""
+"""The plan of the real-data chain (interceptor_lib.pipeline.plan, `python -m interceptor_lib plan`)."""
 
 import json
 import math
@@ -7,10 +7,11 @@ import pytest
 import yaml
 
 from interceptor_lib import cli
-from interceptor_lib.config import PARAMS_DIR, load_params
+from interceptor_lib.config.load import PARAMS_DIR
+from interceptor_lib.params import load_params
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.plan import make_plan
-from interceptor_lib.throughput import measured, record
+from interceptor_lib.pipeline.plan import make_plan
+from interceptor_lib.training.throughput import measured, record
 
 PLAN_KEYS = {"fits", "sessions", "steps", "total_gpu_h", "total_cpu_h", "gpu_sessions", "cpu_sessions",
              "gpu_share", "figures", "problems"}
@@ -189,7 +190,7 @@ def test_the_readme_quotes_the_kaggle_plan_as_the_command_prints_it():
     """README's plan block is `plan --profile kaggle --markdown` (published sizes, the params' figures):
     a change of params or of the planner that changes the plan must change the README too."""
     from interceptor_lib import REPO_ROOT
-    from interceptor_lib.plan import format_plan_markdown
+    from interceptor_lib.pipeline.plan import format_plan_markdown
 
     text = (REPO_ROOT / "README.md").read_text()
     block = text.split("<!-- plan:begin -->\n", 1)[1].split("<!-- plan:end -->", 1)[0].strip()

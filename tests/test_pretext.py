@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from interceptor_lib.config import load_params
+from interceptor_lib.params import load_params
 from interceptor_lib.errors import InterceptorError, ParamsError
 from interceptor_lib.models.backbone import create_backbone
-from interceptor_lib.training.pretext import DEGRADATIONS, PretextError, degrade, pretrain_backbone, real_training_crops
+from interceptor_lib.pipeline.prepare import pretrain_backbone
+from interceptor_lib.training.pretext import DEGRADATIONS, PretextError, degrade, real_training_crops
 
 
 def smooth_face(size=64, seed=0) -> np.ndarray:
@@ -103,14 +104,14 @@ def smoke(tmp_path, monkeypatch):
     """Smoke params whose index and crop cache are the tiny fakes above."""
     table = tiny_table()
     cache = _Cache(table, size=32)
-    monkeypatch.setattr("interceptor_lib.data.prepare.load_index", lambda params: table)
-    monkeypatch.setattr("interceptor_lib.data.prepare.crop_cache", lambda params: cache)
+    monkeypatch.setattr("interceptor_lib.pipeline.prepare.load_index", lambda params: table)
+    monkeypatch.setattr("interceptor_lib.pipeline.prepare.crop_cache", lambda params: cache)
     return load_params("smoke", overrides={"output_dir": str(tmp_path),
                                            "train.pretext": {"steps": 3, "batch_size": 4}})
 
 
 def test_the_pretext_backbone_loads_as_every_models_backbone_with_one_shared_trunk(smoke):
-    from interceptor_lib.training.stages import build_model
+    from interceptor_lib.pipeline.stages import build_model
 
     assert smoke.train.weights == smoke.train.pretext.out and smoke.train.pretrained
     rec = pretrain_backbone(smoke, progress=False)
@@ -156,7 +157,7 @@ def test_pretext_settings_that_cannot_work_are_refused_naming_the_key(tmp_path):
 
 
 def test_a_stage_without_the_pretext_backbone_says_to_run_notebook_00(tmp_path):
-    from interceptor_lib.training.stages import build_model
+    from interceptor_lib.pipeline.stages import build_model
 
     params = load_params("smoke", overrides={"output_dir": str(tmp_path)})
     with pytest.raises(InterceptorError, match="00_prepare_data"):

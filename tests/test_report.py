@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from interceptor_lib.config import load_params
+from interceptor_lib.params import load_params
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.evaluation.report import BEGIN, END, results_markdown, update_readme
+from interceptor_lib.pipeline.report import BEGIN, END, results_markdown, update_readme
 
 
 def _results(out):

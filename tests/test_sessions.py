@@ -13,15 +13,16 @@ import pytest
 import torch
 from media import face_frames, write_video
 
-from interceptor_lib.config import done_record, load_params
+from interceptor_lib.layout import done_record
+from interceptor_lib.params import load_params
 from interceptor_lib.data.cache import FaceCropCache, PreprocessParams, PreprocessStopped, build_cache
-from interceptor_lib.data.prepare import preprocess_order
+from interceptor_lib.pipeline.prepare import preprocess_order
 from interceptor_lib.data.table import make_table
 from interceptor_lib.errors import InterceptorError, ParamsError
 from interceptor_lib.training.budget import RunBudget
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.retention import CheckpointManager
-from interceptor_lib.training.stages import previous_best, require_cached
+from interceptor_lib.pipeline.stages import previous_best, require_cached
 
 
 def _tree(root):
@@ -150,7 +151,7 @@ def test_a_run_continued_from_an_attached_session_competes_with_its_best(tmp_pat
     assert _tree(tmp_path / "old") == before
 
 
-def test_the_cache_is_built_in_stage_order_and_dfdc_chunk_order():
+def test_the_cache_is_built_in_stage_order_and_chunk_order():
     params = load_params("smoke", check_paths=False)
     params.train.stages["stage4"].chunk_order = [2, 0, 1]
     rows = [_row(f"dfdc/c{c}", "x", 0, chunk=c) for c in (0, 1, 2)] + \

@@ -12,21 +12,21 @@ import torch
 from media import face_frames, write_video
 
 from interceptor_lib.cli import main as cli_main
-from interceptor_lib.config import (changed_stage_settings, load_params, stage_settings, stale_runs,
-                                    stale_stages_message)
+from interceptor_lib.layout import changed_stage_settings, stage_settings, stale_runs, stale_stages_message
+from interceptor_lib.params import load_params
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.table import make_table, write_table
 from interceptor_lib.errors import InterceptorError, ParamsError
 from interceptor_lib.models import create_model
-from interceptor_lib.paths import RunPaths
+from interceptor_lib.layout import RunPaths
 from interceptor_lib.training.checkpoint import load_checkpoint
-from interceptor_lib.training.pretext import pretrain_backbone
-from interceptor_lib.training.stages import (DONE, EXPORT, LAUNCH_PARAMS, TrainingStopped, finished, launch_stage,
+from interceptor_lib.pipeline.prepare import pretrain_backbone
+from interceptor_lib.pipeline.stages import (DONE, EXPORT, LAUNCH_PARAMS, TrainingStopped, finished, launch_stage,
                                              previous_best, run_dir, run_stage, torchrun_command, train_config)
 
 
 def test_start_order_puts_the_clip_models_first_only_when_notebooks_run_in_parallel():
-    from interceptor_lib.config import start_order
+    from interceptor_lib.pipeline.launch import start_order
 
     models = ["ll", "bg", "av", "cm", "rr", "tm"]
     assert start_order(models, parallel=2) == ["av", "tm", "ll", "bg", "cm", "rr"]
@@ -237,7 +237,7 @@ def test_replay_mixes_earlier_training_videos_and_seen_validation_picks_the_chec
 
 
 def test_model_config_reaches_every_built_model_and_bad_keys_are_named(tmp_path):
-    from interceptor_lib.training.stages import build_model
+    from interceptor_lib.pipeline.stages import build_model
 
     p = load_params("smoke", overrides={"output_dir": str(tmp_path), "train.pretext.steps": 0, "train.pretrained": False,
                                         "train.model_config": {"hidden": [32], "dropout": [0.2]}})
@@ -254,7 +254,7 @@ def test_model_config_reaches_every_built_model_and_bad_keys_are_named(tmp_path)
 def test_a_fresh_model_is_drawn_from_params_seed_and_leaves_the_global_rng_alone(tmp_path):
     """Two runs of a stage (two processes) must start from the same weights: before, the head (and
     a random-init backbone) came from whatever the global RNG held, and chains differed run to run."""
-    from interceptor_lib.training.stages import build_model
+    from interceptor_lib.pipeline.stages import build_model
 
     random_init = {"output_dir": str(tmp_path), "train.pretext.steps": 0, "train.pretrained": False}
     p = load_params("smoke", overrides=random_init)
@@ -300,9 +300,9 @@ def test_launch_stage_under_torchrun_with_two_processes(stage_params, stage1):
 
 
 def test_notebook_models_reads_one_several_or_all():
-    from interceptor_lib.config import load_params
+    from interceptor_lib.params import load_params
     from interceptor_lib.errors import InterceptorError
-    from interceptor_lib.training.stages import notebook_models
+    from interceptor_lib.pipeline.stages import notebook_models
 
     p = load_params("smoke", check_paths=False)
     assert notebook_models(p, None) == p.train.models

@@ -4,8 +4,8 @@ prepare_data and ./run_all.sh), with a message naming train.weights and how to g
 import huggingface_hub
 import pytest
 
-from interceptor_lib.config import load_params
-from interceptor_lib.data import prepare
+from interceptor_lib.params import load_params
+from interceptor_lib.pipeline import prepare
 from interceptor_lib.errors import ParamsError
 from interceptor_lib.models.backbone import check_backbone_weights
 

@@ -24,13 +24,12 @@ budget, on SIGTERM, or before the run's output folder would pass its storage bud
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import multiprocessing as mp
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -42,53 +41,8 @@ from interceptor_lib.data.crops_file import CropEntry, CropReader, encode_crop, 
 from interceptor_lib.data.faces import CropSpec, create_face_detector, crop_face, fill_missing_boxes, track_faces
 from interceptor_lib.data.video import (frame_luma_mean, open_source, read_tar_sequences, sample_clip_starts,
                                         sample_frame_indices)
+from interceptor_lib.config.schema import CACHE_FORMAT, PreprocessParams
 from interceptor_lib.errors import MediaError, PreprocessError
-
-CACHE_FORMAT = 1  # bump when the stored content changes meaning
-
-
-@dataclass
-class PreprocessParams:
-    """Preprocessing parameters (the `preprocess` section of a params file)."""
-
-    frames_per_video: int = 32       # evenly spaced frames per video for frame models (DeepfakeBench: 32)
-    clips_per_video: int = 4         # clips of consecutive frames for the temporal / audio-visual models
-    clip_len: int = 8                # frames per clip
-    face_size: int = 224             # crop side in pixels after resizing
-    margin: float = 1.3              # crop side = 1.3 x the detected box (FaceForensics++ / DeepfakeBench)
-    detector: str = "haar"           # 'haar' (OpenCV, offline), 'yunet' (needs detector_model), or the
-                                     # optional packages 'mtcnn' (facenet-pytorch) / 'mediapipe' (BlazeFace)
-    detector_model: str | None = None  # path of a detector model file (YuNet ONNX)
-    detect_max_side: int = 640       # frames are downscaled to this longer side for detection only
-    # How boxes are found: "track" follows one face, searching near its previous box (a full-frame
-    # search every full_detect_every probed frames, and where the nearby search fails), and fakes take
-    # their original's boxes by timestamp; "detect" searches every probed frame in full, keeps the
-    # largest face of each, and reuses an original's boxes only for a fake of the same frame count.
-    boxes: str = "track"
-    full_detect_every: int = 16
-    min_face_rate: float = 0.5       # a video with faces in fewer sampled frames is skipped ('no_face')
-    reuse_original_boxes: bool = True  # fakes use the boxes found on their original video
-    audio_sample_rate: int = 16000   # mono audio for the audio-visual model
-    audio_window_s: float = 1.0      # audio window centred on each clip
-    image_format: str = "png"        # png: lossless; jpg: ~5x smaller, lossy; raw: fastest to read, largest
-    jpeg_quality: int = 95
-    workers: int = 2                 # processes for decoding + detection
-    max_failure_rate: float = 0.2    # stop when more than this share of videos is skipped
-    cache_dir: str = "{output_dir}/cache"
-
-    # Fields that change what is stored; the others (workers, ceiling, location) do not.
-    KEY_FIELDS = ("frames_per_video", "clips_per_video", "clip_len", "face_size", "margin", "detector",
-                  "detector_model", "detect_max_side", "boxes", "full_detect_every", "min_face_rate",
-                  "reuse_original_boxes",
-                  "audio_sample_rate", "audio_window_s", "image_format", "jpeg_quality")
-
-    def cache_key(self) -> str:
-        d = {k: getattr(self, k) for k in self.KEY_FIELDS}
-        d["format"] = CACHE_FORMAT
-        if self.detector_model and Path(self.detector_model).is_file():
-            d["detector_model"] = hashlib.sha256(Path(self.detector_model).read_bytes()).hexdigest()
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
 
 MANIFEST_COLUMNS = ["video_id", "dataset", "label", "split", "file", "num_frames", "fps", "width", "height",
                     "duration_s", "bitrate_kbps", "has_audio", "face_rate", "box_source", "brightness",

@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from interceptor_lib.config.schema import IMAGE_FORMATS
+
 MAGIC = b"ICROPS1\n"
-IMAGE_FORMATS = ("png", "jpg", "raw")
 
 
 def encode_crop(rgb: np.ndarray, fmt: str = "png", jpeg_quality: int = 95) -> bytes:

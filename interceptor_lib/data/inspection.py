@@ -6,17 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.data.table import class_counts
 
 STAT_COLUMNS = ["brightness", "face_brightness", "sharpness", "motion", "width", "height", "bitrate_kbps",
                 "duration_s", "fps"]
 
 
-def dfdc_chunk_order(table: pd.DataFrame) -> pd.DataFrame:
-    """Per DFDC part: real / fake counts, fake share and balance = minority / majority class count;
-    ordered most to least balanced (ties by part number), the order stage 4 trains in by default.
-    The seeds hard-coded [9, 8, 3, 5, 7, 2, 6, 4, 1, 0] for their copy; this computes it from the data."""
-    d = table[(table["dataset"] == "dfdc") & (table["chunk"] >= 0) & (table["split"] == "train")]
+def balanced_chunk_order(table: pd.DataFrame) -> pd.DataFrame:
+    """Per training part of the chunked dataset (DFDC): real / fake counts, fake share and balance =
+    minority / majority class count; ordered most to least balanced (ties by part number), the order
+    stage 4 trains in by default. The reference design hard-codes [9, 8, 3, 5, 7, 2, 6, 4, 1, 0] for
+    its copy; this computes the order from the data."""
+    chunked = [name for name, e in DATASETS.items() if e.chunked]
+    d = table[table["dataset"].isin(chunked) & (table["chunk"] >= 0) & (table["split"] == "train")]
     if d.empty:
         return pd.DataFrame(columns=["chunk", "real", "fake", "total", "fake_share", "balance", "rank"])
     c = class_counts(d, ["chunk"])
@@ -27,7 +30,7 @@ def dfdc_chunk_order(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def chunk_order_comparison(order: pd.DataFrame, seed_order: list[int]) -> pd.DataFrame:
-    """The computed order next to the seeds' order, position by position."""
+    """The computed order next to the reference design's, position by position."""
     n = max(len(order), len(seed_order))
     computed = order["chunk"].tolist() + [None] * (n - len(order))
     seeds = list(seed_order) + [None] * (n - len(seed_order))

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
+from interceptor_lib.data.registry import DATASETS as REGISTRY
 from interceptor_lib.errors import LeakageError
 
 #: Column -> meaning. Every indexer returns exactly these columns, in this order.
@@ -28,7 +29,7 @@ COLUMNS: dict[str, str] = {
     "member": "inside `path`: tar member prefix or file-name key of a frame sequence, '' for videos",
 }
 SPLITS = ("train", "val", "test")
-DATASETS = ("ffpp", "celebdf", "wilddeepfake", "dfdc")
+DATASETS = tuple(REGISTRY)  # in the progressive-training order
 
 _DTYPES = {"label": "int64", "chunk": "int64", "has_audio": "bool"}
 
@@ -135,7 +136,7 @@ def check_leakage(df: pd.DataFrame, official_test: Mapping[str, Iterable[str]] |
     """
     report = {}
     for dataset, sub in df.groupby("dataset"):
-        splits = ("train", "val") if dataset == "celebdf" else SPLITS
+        splits = ("train", "val") if dataset in REGISTRY and REGISTRY[dataset].test_shares_groups else SPLITS
         leaks = group_leaks(sub, splits)
         if len(leaks):
             ex = leaks.iloc[0]

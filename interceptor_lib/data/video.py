@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from interceptor_lib.data.sequences import frame_key, sequence_files
 from interceptor_lib.errors import MediaError
 
 SEQUENCE_FPS = 25.0  # frame sequences (WildDeepfake) carry no frame rate; used only to place audio
@@ -281,7 +282,7 @@ def _droppable(avcc: bytes) -> bool:
 class ImageSequenceSource:
     """Face frames stored as image files: members of a tar archive with a common prefix (official
     WildDeepfake: `./<N>/fake/<seq>/<frame>.png`) or files in a folder (Kaggle mirror; `member` is
-    a sub-folder `seq/` or a key like `seq_*`, see `indexers.wilddeepfake.sequence_files`). Frames
+    a sub-folder `seq/` or a key like `seq_*`, see `data.sequences`). Frames
     are ordered by the number in their name."""
 
     precropped = True  # WildDeepfake ships 224x224 face crops: no detection
@@ -301,7 +302,7 @@ class ImageSequenceSource:
         return self._frames
 
     def _names(self) -> list[str]:
-        return sorted(self._load(), key=_frame_number)
+        return sorted(self._load(), key=frame_key)
 
     def info(self) -> MediaInfo:
         names = self._names()
@@ -352,15 +353,7 @@ def open_source(path: str, member: str = "", frames: dict[str, bytes] | None = N
 
 
 def _read_folder_sequence(folder: Path, member: str) -> dict[str, bytes]:
-    from interceptor_lib.data.indexers.wilddeepfake import sequence_files  # the indexer's own convention
-
     return {p.name: p.read_bytes() for p in sequence_files(folder, member)}
-
-
-def _frame_number(name: str) -> tuple:
-    stem = Path(name).stem
-    digits = "".join(ch if ch.isdigit() else " " for ch in stem).split()
-    return (int(digits[-1]) if digits else -1, name)
 
 
 def _decode_image(data: bytes, where: str) -> np.ndarray:

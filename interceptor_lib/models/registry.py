@@ -43,6 +43,11 @@ class ModelEntry:
     group: str  # "specialist" (one of the six) or "baseline" (seed 003/004 detectors, Xception)
     summary: str
     reads_audio: bool = False  # also reads batch["audio"] (the audio-visual specialist)
+    # the artifact family a specialist is built for (the demo corpus's families; None for a baseline)
+    artifact_family: str | None = None
+    # its forward may leave trainable parameters without a gradient (the audio-visual model skips its
+    # audio branch for a batch without audio): DDP must search for unused parameters
+    optional_branch: bool = False
 
     def make_config(self, **kwargs) -> Any:
         """The entry's config with `kwargs` applied; an unknown key raises ModelConfigError naming it."""
@@ -58,9 +63,11 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, *, config: type, input_kind: str, group: str, summary: str = "",
-                   reads_audio: bool = False):
-    """Decorator adding a builder `fn(cfg) -> nn.Module` to the registry under `name`; `reads_audio`:
-    the model also reads batch["audio"] (what it can perceive, e.g. for notebook 07)."""
+                   reads_audio: bool = False, artifact_family: str | None = None, optional_branch: bool = False):
+    """Decorator adding a builder `fn(cfg) -> nn.Module` to the registry under `name`. The keywords
+    are the entry's facts (see ModelEntry): `reads_audio`, what it can perceive (notebook 07);
+    `artifact_family`, what a specialist is built to catch; `optional_branch`, DDP's unused-parameter
+    search."""
     if input_kind not in INPUT_KINDS:
         raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
     if group not in GROUPS:
@@ -73,7 +80,7 @@ def register_model(name: str, *, config: type, input_kind: str, group: str, summ
             raise ValueError(f"model {name!r} is registered twice ({_REGISTRY[name].builder} and {fn})")
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = ModelEntry(name, fn, config, input_kind, group, summary or (doc[0] if doc else ""),
-                                    reads_audio)
+                                    reads_audio, artifact_family, optional_branch)
         return fn
 
     return decorate

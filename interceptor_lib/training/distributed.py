@@ -33,11 +33,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from interceptor_lib.errors import InterceptorError
-
-#: Models whose forward may leave trainable parameters without a gradient (the audio-visual model
-#: skips its audio branch for a batch without audio): DDP must search for unused parameters.
-OPTIONAL_BRANCH_MODELS = frozenset({"av"})
-
+from interceptor_lib.models.registry import list_models, model_entry
 
 class DistributedError(InterceptorError, RuntimeError):
     """The process group cannot start, or another rank failed (the message says which)."""
@@ -204,9 +200,10 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def needs_unused_parameter_search(model: nn.Module) -> bool:
-    """Whether DDP must look for parameters without a gradient after each forward (models with a
-    branch a batch may skip; see OPTIONAL_BRANCH_MODELS)."""
-    return getattr(unwrap(model), "model_name", "") in OPTIONAL_BRANCH_MODELS
+    """Whether DDP must look for parameters without a gradient after each forward (a registered model
+    with a branch a batch may skip: its entry's `optional_branch`)."""
+    name = getattr(unwrap(model), "model_name", "")
+    return name in list_models() and model_entry(name).optional_branch
 
 
 def wrap(model: nn.Module, device: torch.device, find_unused_parameters: bool | None = None,

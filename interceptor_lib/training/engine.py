@@ -43,7 +43,7 @@ from interceptor_lib.progress import progress_bar
 from interceptor_lib import __version__
 from interceptor_lib.data.datasets import BalancedSampler
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.evaluation.metrics import aggregate_videos, binary_metrics
+from interceptor_lib.metrics.scores import aggregate_videos, binary_metrics
 from interceptor_lib.models.freezing import ProgressiveUnfreezing, param_groups
 from interceptor_lib.training import distributed
 from interceptor_lib.training.budget import RunBudget
@@ -294,7 +294,7 @@ class Trainer:
     def _record_throughput(self, steps: int, seconds: float) -> None:
         """Training images per second per process (a clip counts its frames), data loading included,
         and the validation's, kept in <storage_root>/reports/throughput.json for `plan`."""
-        from interceptor_lib import throughput
+        from interceptor_lib.training import throughput
 
         if self.cfg.storage_root is None or steps == 0 or seconds <= 0:
             return

@@ -25,7 +25,7 @@ edges and textures; it never sees a fake video or a label, and it uses the train
 Every specialist then starts from this one file with the same frozen trunk, as it would from
 ImageNet weights, so the shared-trunk ensemble runs in the demo too.
 
-`pretrain_backbone(params)` writes `train.pretext.out` (timm state dict, safetensors) and a JSON of
+`pretrain_backbone(cfg, backbone, seed, crops)` writes `cfg.out` (timm state dict, safetensors) and a JSON of
 how it was made beside it; a later call with the same settings and crops reuses it.
 """
 
@@ -37,6 +37,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -44,8 +45,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from interceptor_lib.config import PretextParams
+from interceptor_lib.config.schema import PretextParams
 from interceptor_lib.errors import InterceptorError
+from interceptor_lib.progress import progress_bar
 
 #: The degradation classes, in label order.
 DEGRADATIONS = ("none", "noise", "blur", "jpeg", "resample", "underexposure", "colour_cast")
@@ -111,23 +113,22 @@ def _fingerprint(settings: dict, crops: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def pretrain_backbone(params, progress: bool = True) -> dict:
-    """Train `params.train.backbone` on the degradation pretext and save it to `train.pretext.out`;
-    returns the record written beside it (settings, accuracy per 10 % of the steps, seconds).
-    Reuses an existing file made with the same settings from the same crops."""
+def pretrain_backbone(cfg: PretextParams, backbone: str, seed: int, crops: np.ndarray,
+                      ensure_room: Callable[[int, str], None] | None = None, progress: bool = True) -> dict:
+    """Train timm `backbone` on the degradation pretext with `crops` (real training faces,
+    `real_training_crops`) and save it to `cfg.out`; returns the record written beside it (settings,
+    accuracy per 10 % of the steps, seconds). Reuses an existing file made with the same settings from
+    the same crops. `ensure_room(bytes, what)` raises before the file is written when the disk budget
+    cannot hold it."""
     import timm
     from safetensors.torch import save_file
 
-    from interceptor_lib.data.prepare import crop_cache, load_index, require_room
-
-    cfg: PretextParams = params.train.pretext
     if cfg.steps <= 0:
         raise PretextError("train.pretext.steps is 0: this profile takes its backbone weights from "
                            "train.weights / the local ImageNet cache, not from a pretext")
     out = Path(cfg.out)
     record_path = out.with_suffix(".json")
-    crops = real_training_crops(load_index(params), crop_cache(params))
-    settings = {**asdict(cfg), "backbone": params.train.backbone, "seed": params.seed}
+    settings = {**asdict(cfg), "backbone": backbone, "seed": seed}
     settings.pop("out")
     key = _fingerprint(settings, crops)
     if out.is_file() and record_path.is_file():
@@ -135,24 +136,23 @@ def pretrain_backbone(params, progress: bool = True) -> dict:
         if record.get("fingerprint") == key:
             return {**record, "reused": True}
 
-    gen = torch.Generator().manual_seed(params.seed)
+    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(params.seed)
-        model = timm.create_model(params.train.backbone, pretrained=False, num_classes=len(DEGRADATIONS))
-    require_room(params, sum(t.numel() * t.element_size() for t in model.state_dict().values()),
-                 "the pretext backbone")
+        torch.manual_seed(seed)
+        model = timm.create_model(backbone, pretrained=False, num_classes=len(DEGRADATIONS))
+    if ensure_room is not None:
+        ensure_room(sum(t.numel() * t.element_size() for t in model.state_dict().values()), "the pretext backbone")
     dc = timm.data.resolve_model_data_config(model)
     mean = torch.tensor(dc["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(dc["std"]).view(1, 3, 1, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    rng = np.random.default_rng([params.seed, 0x9E7E])
+    rng = np.random.default_rng([seed, 0x9E7E])
     model.train()
     t0, hits, curve = time.perf_counter(), [], []
     every = max(1, cfg.steps // 10)
     bar = None
     if progress:
-        from interceptor_lib.progress import progress_bar
         bar = progress_bar(total=cfg.steps, desc="pretext backbone", unit="step")
     for step in range(cfg.steps):
         idx = rng.integers(0, len(crops), cfg.batch_size)

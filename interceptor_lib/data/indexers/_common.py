@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 from interceptor_lib.errors import DatasetLayoutError
@@ -59,17 +58,6 @@ def require_dir(root, dataset: str, layout: str) -> Path:
     if not path.is_dir():
         raise layout_error(dataset, layout, path, f"the dataset root {path} is a file, not a folder")
     return path
-
-
-def list_files(folder: Path, suffixes: Iterable[str]) -> dict[str, Path]:
-    """Files directly inside `folder` whose lower-cased suffix is in `suffixes`: name -> path.
-    An absent folder gives an empty dict (callers decide whether that is an error)."""
-    suffixes = tuple(s.lower() for s in suffixes)
-    if not folder.is_dir():
-        return {}
-    with os.scandir(folder) as it:
-        return {e.name: folder / e.name for e in it
-                if e.name.lower().endswith(suffixes) and e.is_file()}
 
 
 def warn_skipped(dataset: str, what: str, examples: list, hint: str = "") -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from interceptor_lib.data.indexers._common import layout_error, list_files, require_dir, warn_skipped
+from interceptor_lib.data.indexers._common import layout_error, require_dir, warn_skipped
+from interceptor_lib.data.sequences import list_files
 from interceptor_lib.data.table import hold_out_groups, make_table
 from interceptor_lib.errors import DatasetLayoutError
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from interceptor_lib.data.indexers._common import (indexer_warning, layout_error, list_files,
-                                                   require_dir, warn_skipped)
+from interceptor_lib.data.indexers._common import indexer_warning, layout_error, require_dir, warn_skipped
+from interceptor_lib.data.sequences import list_files
 from interceptor_lib.data.table import group_split, make_table
 from interceptor_lib.errors import DatasetLayoutError
 

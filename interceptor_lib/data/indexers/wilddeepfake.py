@@ -28,7 +28,6 @@ Row conventions (a frame loader relies on them; `sequence_files` implements the 
 from __future__ import annotations
 
 import os
-import re
 import tarfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +35,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from interceptor_lib.data.indexers._common import (indexer_warning, layout_error, list_files,
-                                                   require_dir, warn_skipped)
+from interceptor_lib.data.indexers._common import indexer_warning, layout_error, require_dir, warn_skipped
+from interceptor_lib.data.sequences import list_files
+from interceptor_lib.data.sequences import IMAGE_SUFFIXES, KEYED as _KEYED
 from interceptor_lib.data.table import hold_out_groups, make_table
 from interceptor_lib.errors import DatasetLayoutError
 
@@ -45,7 +45,6 @@ SUBSETS = {"real_train": (0, "train"), "fake_train": (1, "train"),
            "real_test": (0, "test"), "fake_test": (1, "test")}
 MIRROR_SPLITS = {"train": "train", "valid": "val", "val": "val", "test": "test"}
 CLASSES = {"real": 0, "fake": 1}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Listing a tar.gz means decompressing it; two readers overlap I/O with zlib (which frees the GIL).
 LIST_WORKERS = 2
 
@@ -56,7 +55,6 @@ or the Kaggle mirror:
 <root>/{train,valid,test}/{real,fake}/<images>   (flat, or in one folder per sequence)
 """
 
-_KEYED = re.compile(r"^(.+)([_-])(\d+)\.[A-Za-z]+$")
 
 
 def index_wilddeepfake(root, val_fraction: float = 0.1, seed: int = 0) -> pd.DataFrame:
@@ -94,23 +92,6 @@ def official_test_ids(root) -> set[str]:
     else:
         rows = _mirror_rows(root)
     return {r["video_id"] for r in rows if r["split"] == "test"}
-
-
-def sequence_files(path, member: str) -> list[Path]:
-    """The frame files of a mirror row in frame order (see the module doc); for an official row
-    (`path` a tar) read the members starting with `member` instead."""
-    path = Path(path)
-    if member == "":
-        return [path]
-    if member.endswith("/"):
-        files = list_files(path / member, IMAGE_SUFFIXES).values()
-        return sorted(files, key=lambda p: _frame_key(p.name))
-    if not member.endswith("*"):
-        raise ValueError(f"wilddeepfake: member {member!r} is neither '<dir>/' nor '<key><sep>*'")
-    key, sep = member[:-2], member[-2]
-    files = [p for name, p in list_files(path, IMAGE_SUFFIXES).items()
-             if (m := _KEYED.match(name)) and m.group(1) == key and m.group(2) == sep]
-    return sorted(files, key=lambda p: _frame_key(p.name))
 
 
 def list_tar_sequences(tar_path: Path) -> dict[str, str]:
@@ -220,11 +201,6 @@ def _mirror_sequences(class_dir: Path, unkeyed: list) -> list[tuple[str, str]]:
             unkeyed.append(class_dir)
             found += [("", f) for f in images]
     return found
-
-
-def _frame_key(name: str) -> tuple[int, str]:
-    digits = re.findall(r"\d+", name)
-    return (int(digits[-1]) if digits else -1, name)
 
 
 def _row(video_id, path, label, split, group, member) -> dict:

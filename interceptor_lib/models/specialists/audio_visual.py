@@ -194,4 +194,5 @@ class AudioVisualModule(nn.Module):
 
 
 register_specialist("av", AudioVisualModule, input_kind="clip", config=AudioVisualConfig, reads_audio=True,
+                    artifact_family="av_sync", optional_branch=True,
                     summary="audio-visual: mouth features, lip-audio correlation, voice spectrum, audio dynamics")

@@ -47,4 +47,5 @@ class BackgroundModule(nn.Module):
                           self.pool(self.colour(torch.cat([chroma, y_q], 1)))], 1)  # (B, 44, g, g)
 
 
-register_specialist("bg", BackgroundModule, summary="background/lighting: texture, light direction, shadows, colour")
+register_specialist("bg", BackgroundModule, artifact_family="lighting",
+                    summary="background/lighting: texture, light direction, shadows, colour")

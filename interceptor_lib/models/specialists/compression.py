@@ -118,4 +118,5 @@ class CompressionModule(nn.Module):
                           self.pool(self.level(torch.log1p(energy)))], 1)  # (B, 40, g, g)
 
 
-register_specialist("cm", CompressionModule, summary="compression: block DCT, quantisation, block edges, level")
+register_specialist("cm", CompressionModule, artifact_family="compression",
+                    summary="compression: block DCT, quantisation, block edges, level")

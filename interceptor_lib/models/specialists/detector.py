@@ -98,13 +98,15 @@ class SpecialistDetector(DetectorBase):
 
 
 def register_specialist(name: str, module_factory, *, input_kind: str = "image",
-                        config: type = SpecialistConfig, summary: str = "", reads_audio: bool = False):
-    """Register specialist `name` built from `module_factory(pixels, cfg)`."""
+                        config: type = SpecialistConfig, summary: str = "", reads_audio: bool = False,
+                        artifact_family: str | None = None, optional_branch: bool = False):
+    """Register specialist `name` built from `module_factory(pixels, cfg)`, with the registry facts
+    of `register_model`."""
 
     def build(cfg):
         return SpecialistDetector(cfg, module_factory, input_kind)
 
     build.__name__ = name
     register_model(name, config=config, input_kind=input_kind, group="specialist", summary=summary,
-                   reads_audio=reads_audio)(build)
+                   reads_audio=reads_audio, artifact_family=artifact_family, optional_branch=optional_branch)(build)
     return module_factory

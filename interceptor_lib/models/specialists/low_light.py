@@ -47,4 +47,5 @@ class LowLightModule(nn.Module):
         return f * torch.sigmoid(self.spatial_attention(f))
 
 
-register_specialist("ll", LowLightModule, summary="low-light: luminance, sensor noise, shadows and highlights")
+register_specialist("ll", LowLightModule, artifact_family="low_light",
+                    summary="low-light: luminance, sensor noise, shadows and highlights")

@@ -76,4 +76,5 @@ class ResolutionModule(nn.Module):
                           self.pool(self.interpolation(torch.cat([e, e.abs()], 1)))], 1)  # (B, 36, g, g)
 
 
-register_specialist("rr", ResolutionModule, summary="resolution: multi-scale energy, upscaling, sharpness, interpolation")
+register_specialist("rr", ResolutionModule, artifact_family="resolution",
+                    summary="resolution: multi-scale energy, upscaling, sharpness, interpolation")

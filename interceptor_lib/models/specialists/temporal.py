@@ -64,5 +64,5 @@ class TemporalModule(nn.Module):
                           self.flicker(flicker)], 1)  # (B, 52, g, g)
 
 
-register_specialist("tm", TemporalModule, input_kind="clip",
+register_specialist("tm", TemporalModule, input_kind="clip", artifact_family="temporal",
                     summary="temporal: frame differences, optical-flow consistency, 3-D conv, flicker")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from interceptor_lib.evaluation.metrics import (check_binary, check_labels, check_probs, has_both_classes,
+from interceptor_lib.metrics.scores import (check_binary, check_labels, check_probs, has_both_classes,
                                                 logit, sigmoid)
 
 #: Search interval of log T: T in [e^-5, e^5] ~ [0.007, 148], far wider than any useful temperature.

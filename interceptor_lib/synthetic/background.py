@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from interceptor_lib.data.demo.face_render import shading, soft_ellipse
+from interceptor_lib.synthetic.face_render import shading, soft_ellipse
 
 
 def render_background(rng: np.random.Generator, width: int, height: int, light_angle: float,

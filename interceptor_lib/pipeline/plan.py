@@ -16,7 +16,7 @@ The campaign it describes:
   chunk keeps its best weights until its model's stage 4 finishes.
 
 Hours come from throughput figures in params (`plan.*`), replaced by the measurements a run recorded
-(interceptor_lib.throughput) in output_dir or train.previous_outputs. Sizes are the datasets'
+(interceptor_lib.training.throughput) in output_dir or train.previous_outputs. Sizes are the datasets'
 published ones (`sizes="published"`) or the index table of a prepared run (`sizes="data"`).
 """
 
@@ -27,8 +27,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.throughput import measured
+from interceptor_lib.training.throughput import measured
 
 SPLITS = ("train", "val", "test")
 KINDS = ("original", "fake")
@@ -43,14 +44,7 @@ REFERENCE_FRAMES = 64  # frames stored per video behind plan.cache_mb_per_video 
 FORMAT_FACTOR = {"jpg": 1.0, "png": 5.0, "raw": 9.2}
 EPS = 1e-9
 
-# Published sizes (the datasets' papers and official lists), per split as (originals, fakes).
-FFPP_SPLITS = {"train": (720, 3600), "val": (140, 700), "test": (140, 700)}  # official splits, 5 methods
-CELEBDF_TEST = (178, 340)          # List_of_testing_videos.txt
-CELEBDF_TRAIN = (712, 5299)        # every other video; val held out of it
-WILD_TOTAL = (3805, 3509)          # real / fake face sequences
-WILD_TEST = 806                    # of 7,314 (6,508 train), classes split proportionally
-DFDC_PART = (400, 2000)            # about 2,400 videos a part at 1 real : 5 fakes
-DFDC_CHUNKS = 10                   # the Kaggle "10 chunks" subset
+# Published sizes of each dataset: its entry in data.registry.
 
 
 @dataclass
@@ -247,8 +241,9 @@ def _part(dataset: str, chunk: int | None, splits: dict[str, tuple[int, int]]) -
     return Part(dataset, chunk, {(s, k): n for s, pair in splits.items() for k, n in zip(KINDS, pair)})
 
 
-def _stage4_order(params) -> list[int] | None:
-    return next((st.chunk_order for st in params.train.stages.values() if st.dataset == "dfdc"), None)
+def _chunked_stage_order(params) -> list[int] | None:
+    """The chunk order the chunked dataset's stage gives (stage 4's DFDC chunks), if any."""
+    return next((st.chunk_order for st in params.train.stages.values() if DATASETS[st.dataset].chunked), None)
 
 
 def published_parts(params, datasets: list[str]) -> tuple[list[Part], list[int]]:
@@ -257,22 +252,18 @@ def published_parts(params, datasets: list[str]) -> tuple[list[Part], list[int]]
     for ds in datasets:
         opts = params.datasets[ds].options
         vf = float(opts.get("val_fraction", 0.1))
-        if ds == "ffpp":
-            parts.append(_part(ds, None, FFPP_SPLITS))
-        elif ds == "celebdf":
-            parts.append(_part(ds, None, {**_split_counts(CELEBDF_TRAIN, vf), "test": CELEBDF_TEST}))
-        elif ds == "wilddeepfake":
-            test_real = round(WILD_TEST * WILD_TOTAL[0] / sum(WILD_TOTAL))
-            test = (test_real, WILD_TEST - test_real)
-            train = (WILD_TOTAL[0] - test[0], WILD_TOTAL[1] - test[1])
-            parts.append(_part(ds, None, {**_split_counts(train, vf), "test": test}))
-        elif ds == "dfdc":
+        e = DATASETS[ds]
+        if e.published_splits:
+            parts.append(_part(ds, None, e.published_splits))
+        elif e.chunked:
             tf = float(opts.get("test_fraction", 0.1))
-            chunks = list(opts.get("chunks") or range(DFDC_CHUNKS))
-            order = [c for c in (_stage4_order(params) or chunks) if c in chunks]
-            val, test = (tuple(round(n * f) for n in DFDC_PART) for f in (vf, tf))
-            train = tuple(n - v - t for n, v, t in zip(DFDC_PART, val, test))
+            chunks = list(opts.get("chunks") or range(e.published_parts))
+            order = [c for c in (_chunked_stage_order(params) or chunks) if c in chunks]
+            val, test = (tuple(round(n * f) for n in e.published_pool) for f in (vf, tf))
+            train = tuple(n - v - t for n, v, t in zip(e.published_pool, val, test))
             parts += [_part(ds, c, {"train": train, "val": val, "test": test}) for c in chunks]
+        else:
+            parts.append(_part(ds, None, {**_split_counts(e.published_pool, vf), "test": e.published_test}))
     return parts, order
 
 
@@ -281,8 +272,8 @@ def data_parts(params, datasets: list[str]) -> tuple[list[Part], list[int]]:
     one training computes from the data: most to least balanced)."""
     import pandas as pd
 
-    from interceptor_lib.data.inspection import dfdc_chunk_order
-    from interceptor_lib.paths import RunPaths
+    from interceptor_lib.data.inspection import balanced_chunk_order
+    from interceptor_lib.layout import RunPaths
 
     path = RunPaths.of(params).index_file("all")
     if not path.is_file():
@@ -302,14 +293,14 @@ def data_parts(params, datasets: list[str]) -> tuple[list[Part], list[int]]:
     parts, order = [], []
     for ds in datasets:
         d = df[df["dataset"] == ds]
-        keys = sorted(d["chunk"].unique()) if ds == "dfdc" else [None]
+        keys = sorted(d["chunk"].unique()) if DATASETS[ds].chunked else [None]
         for c in keys:
             rows = d if c is None else d[d["chunk"] == c]
             counts = rows.groupby(["split", "kind"]).size().to_dict()
             parts.append(Part(ds, None if c is None else int(c), {k: int(v) for k, v in counts.items()}))
-        if ds == "dfdc":
-            computed = dfdc_chunk_order(d.assign(video_id=range(len(d))))["chunk"].tolist()
-            order = [int(c) for c in (_stage4_order(params) or computed)]
+        if DATASETS[ds].chunked:
+            computed = balanced_chunk_order(d.assign(video_id=range(len(d))))["chunk"].tolist()
+            order = [int(c) for c in (_chunked_stage_order(params) or computed)]
     return parts, order
 
 
@@ -359,8 +350,9 @@ def _train_steps(params, parts: list[Part], order: list[int], figures: _Figures)
         val_sets = seen if t.select_on == "seen" else [st.dataset]
         val_videos = sum(p.n("val") for ds in val_sets for p in by_ds.get(ds, []))
         spe = st.samples_per_epoch if st.samples_per_epoch is not None else t.samples_per_epoch
-        if st.dataset == "dfdc":
-            chunks = {p.chunk: p for p in by_ds["dfdc"]}
+        chunked = DATASETS[st.dataset].chunked
+        if chunked:
+            chunks = {p.chunk: p for p in by_ds[st.dataset]}
             units = [(f" chunk {c}", chunks[c]) for c in order if c in chunks]
         else:
             units = [("", by_ds[st.dataset][0])]
@@ -378,12 +370,12 @@ def _train_steps(params, parts: list[Part], order: list[int], figures: _Figures)
                 val_images = val_videos * _val_items(params, fpi) * fpi * st.epochs
                 seconds = items * fpi / (ips * parallel) + val_images / eval_ips
                 last = i == len(units) - 1
-                chunk_only = st.dataset == "dfdc" and not last  # its best weights, kept until stage 4 ends
+                chunk_only = chunked and not last  # its best weights, kept until the stage ends
                 steps.append(Step(f"train {model} {stage}{suffix}", "train", items, items * fpi + val_images,
                                   gpu_h=seconds / 3600, gb=w_gb * (1 if chunk_only else 1 + EXPORT_FACTOR),
                                   work_gb=(t.keep_last + 1) * STATE_FACTOR * w_gb,
                                   keep=(model, stage, suffix),
-                                  releases=st.dataset == "dfdc" and last))
+                                  releases=chunked and last))
     return steps
 
 
@@ -500,7 +492,7 @@ def default_sizes(params) -> str | None:
     """What to plan from: the run's index table when it exists ("data"), else the published sizes
     ("published"); None for a profile that generates its corpus (demo, smoke) before it has indexed
     it, where published sizes would describe other data."""
-    from interceptor_lib.paths import RunPaths
+    from interceptor_lib.layout import RunPaths
 
     if RunPaths.of(params).index_file("all").is_file():
         return "data"

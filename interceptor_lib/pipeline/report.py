@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-DATASET_NAMES = {"ffpp": "FF++ (test)", "celebdf": "Celeb-DF v2 (test list)", "wilddeepfake": "WildDeepfake (test)",
-                 "dfdc": "DFDC (test)"}  # the public test set when present, else our held-out groups
+#: column titles of the results tables (for DFDC: the public test set when present, else the held-out groups)
+DATASET_NAMES = {name: e.test_title for name, e in DATASETS.items()}
 
 
 def _fmt(x: float) -> str:
@@ -36,7 +37,7 @@ def _table(cell: dict, models: list[str], sets: list[str], fmt) -> list[str]:
 def results_markdown(params) -> str:
     """Markdown tables from <output_dir>/eval/results.csv: the cross-dataset video AUC table (rows
     models, columns test sets) and real-/fake-detection rates at the validation threshold."""
-    from interceptor_lib.paths import RunPaths
+    from interceptor_lib.layout import RunPaths
 
     path = RunPaths.of(params).eval_dir / "results.csv"
     if not path.is_file():

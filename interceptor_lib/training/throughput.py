@@ -1,4 +1,4 @@
-"""Measured throughput, kept beside a run's outputs so that the plan (interceptor_lib.plan) uses what
+"""Measured throughput, kept beside a run's outputs so that the plan (interceptor_lib.pipeline.plan) uses what
 a session really achieved instead of the estimates in params (`plan.*`).
 
 `<output_dir>/reports/throughput.json` holds {key: {"value": v, "n": n}}, e.g.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from interceptor_lib.errors import InterceptorError
 
-from interceptor_lib.paths import RunPaths
+from interceptor_lib.layout import RunPaths
 
 
 @contextlib.contextmanager

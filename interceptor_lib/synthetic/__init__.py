@@ -7,15 +7,15 @@ audio) so that the project's Haar face detector finds them; fakes carry exactly 
 families (low light, lighting, compression, resolution, temporal, audio-visual sync). It is a test
 harness for the pipeline, not a claim about real-world accuracy.
 
-    from interceptor_lib.data.demo import make_demo_data, DEMO_ROOTS
+    from interceptor_lib.synthetic import make_demo_data, DEMO_ROOTS
     report = make_demo_data("outputs/demo_data", seed=0, scale="small")
 """
 
-from interceptor_lib.data.demo.artifacts import FAMILIES, VISUAL_FAMILIES
-from interceptor_lib.data.demo.corpus import MANIFEST, DemoReport, make_demo_data
-from interceptor_lib.data.demo.detect_rate import SIDE_TABLE, DetectionRate, measure_face_detection_rate
-from interceptor_lib.data.demo.layouts import DEMO_ROOTS, FFPP_METHODS
-from interceptor_lib.data.demo.scales import SCALES, ScaleSpec, get_scale
+from interceptor_lib.synthetic.artifacts import FAMILIES, VISUAL_FAMILIES
+from interceptor_lib.synthetic.corpus import MANIFEST, DemoReport, make_demo_data
+from interceptor_lib.synthetic.detect_rate import SIDE_TABLE, DetectionRate, measure_face_detection_rate
+from interceptor_lib.synthetic.layouts import DEMO_ROOTS, FFPP_METHODS
+from interceptor_lib.synthetic.scales import SCALES, ScaleSpec, get_scale
 
 __all__ = ["make_demo_data", "DEMO_ROOTS", "DemoReport", "measure_face_detection_rate", "DetectionRate",
            "SCALES", "ScaleSpec", "get_scale", "FAMILIES", "VISUAL_FAMILIES", "FFPP_METHODS", "MANIFEST",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from interceptor_lib.data.demo.scene import Identity
+from interceptor_lib.synthetic.scene import Identity
 
 _EXTENT_X, _TOP, _BOTTOM = 1.45, 1.45, 1.7  # sprite extent in face units around the face centre
 NECK_END = 1.6  # the neck fades out here, below the top of the torso (background.render_torso)

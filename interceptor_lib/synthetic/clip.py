@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from interceptor_lib.data.demo.artifacts import Artifact, ArtifactSpec, build_artifact
-from interceptor_lib.data.demo.audio import SAMPLE_RATE, Syllables, draw_syllables, synth_speech
-from interceptor_lib.data.demo.background import render_background, render_torso
-from interceptor_lib.data.demo.face_render import HeadSprite
-from interceptor_lib.data.demo.scene import Identity, SceneSpec, named_rng
+from interceptor_lib.synthetic.artifacts import Artifact, ArtifactSpec, build_artifact
+from interceptor_lib.synthetic.audio import SAMPLE_RATE, Syllables, draw_syllables, synth_speech
+from interceptor_lib.synthetic.background import render_background, render_torso
+from interceptor_lib.synthetic.face_render import HeadSprite
+from interceptor_lib.synthetic.scene import Identity, SceneSpec, named_rng
 
 
 @dataclass(frozen=True)

@@ -46,13 +46,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from interceptor_lib.config import STAGE_NAMES, done_record, stage_settings, stale_stage, stale_stages_message
+from interceptor_lib.config.schema import STAGE_NAMES
+from interceptor_lib.layout import done_record, stage_settings, stale_stage, stale_stages_message
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
-from interceptor_lib.data.inspection import dfdc_chunk_order
-from interceptor_lib.data.prepare import crop_cache, load_index
+from interceptor_lib.data.inspection import balanced_chunk_order
+from interceptor_lib.data.registry import DATASETS
+from interceptor_lib.pipeline.prepare import crop_cache, load_index
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.models import create_model, list_models
-from interceptor_lib.paths import DONE_FILE, RunPaths
+from interceptor_lib.layout import DONE_FILE, RunPaths
 from interceptor_lib.training import distributed
 from interceptor_lib.training.budget import SESSION_START_ENV, RunBudget
 from interceptor_lib.training.checkpoint import checkpoint_bytes, export_weights, load_checkpoint
@@ -204,8 +206,8 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
         device = f"cuda:{distributed.local_rank()}"
     paths = RunPaths.of(params)
     t0 = time.perf_counter()
-    if sp.dataset == "dfdc":
-        order = sp.chunk_order or dfdc_chunk_order(data)["chunk"].tolist()
+    if DATASETS[sp.dataset].chunked:
+        order = sp.chunk_order or balanced_chunk_order(data)["chunk"].tolist()
         parts = [(f"chunk-{k:02d}", data[(data["chunk"] == k) & (data["split"] == "train")]) for k in order]
     else:
         parts = [("", data[data["split"] == "train"])]

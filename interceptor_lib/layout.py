@@ -20,9 +20,12 @@ Nothing here writes inside an attached folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from interceptor_lib.config.schema import PreprocessParams
 
 DONE_FILE = "done.json"  # what a finished (model, stage) or DFDC chunk leaves in its run folder
 
@@ -50,7 +53,7 @@ class RunPaths:
 
     @property
     def throughput_file(self) -> Path:
-        """Throughput measured by this run (interceptor_lib.throughput), read by `plan`."""
+        """Throughput measured by this run (interceptor_lib.training.throughput), read by `plan`."""
         return self.reports / "throughput.json"
 
     @property
@@ -144,3 +147,107 @@ def reroot_record(done: dict, run_dir: Path) -> dict:
     if isinstance(out.get("export"), dict) and out["export"].get("path"):
         out["export"] = {**out["export"], "path": str(resolve_stored_path(out["export"]["path"], run_dir))}
     return out
+
+
+# ----------------------------------------------------------------------- finished stages and staleness
+
+def done_record(params, model: str, stage: str, part: str = "") -> dict | None:
+    """The done.json of a finished stage (or DFDC chunk `part`) of `model`, from this run's outputs
+    or else from train.previous_outputs (earlier sessions', attached read-only), its checkpoint
+    paths re-rooted to where they are now; None if none has it."""
+    return RunPaths.of(params).find_done(model, stage, part)[0]
+
+
+#: train.* settings that do not change what a stage learns (where files are, how fast, what is kept);
+#: every other train.* setting, the stage's own, the seed and the crop settings are recorded in done.json
+RUN_ONLY_TRAIN_KEYS = ("models", "weights", "num_workers", "time_budget_h", "storage_budget_gb",
+                       "checkpoint_chunk_mb", "keep_last", "previous_outputs", "parallel_models", "models_per_notebook",
+                       "stages")
+
+
+def stage_settings(params, stage: str) -> dict:
+    """What the result of `stage` depends on, as done.json records it ("settings"): {params key:
+    value} over seed, train.* (less RUN_ONLY_TRAIN_KEYS and file locations), train.stages.<stage>.*
+    and the preprocess keys that change the stored crops."""
+    train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RUN_ONLY_TRAIN_KEYS}
+    train["pretext"].pop("out")
+    flat = {"seed": params.seed}
+    for key, value in train.items():
+        if key in ("augment", "pretext"):
+            flat.update({f"train.{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[f"train.{key}"] = value
+    if stage in params.train.stages:
+        flat.update({f"train.stages.{stage}.{k}": v for k, v in dataclasses.asdict(params.train.stages[stage]).items()})
+    flat.update({f"preprocess.{k}": getattr(params.preprocess, k) for k in PreprocessParams.KEY_FIELDS
+                 if k != "detector_model"})  # a path; the detector itself is preprocess.detector
+    return json.loads(json.dumps(flat))  # as done.json holds it (tuples as lists, keys as strings)
+
+
+def _recorded_settings(done: dict, stage: str) -> dict:
+    if "settings" in done:
+        return done["settings"]
+    # an older done.json records train.stages.<stage> alone
+    return {f"train.stages.{stage}.{k}": v for k, v in (done.get("stage_params") or {}).items()}
+
+
+def changed_stage_settings(params, model: str, stage: str, done: dict | None = None) -> dict[str, tuple]:
+    """The settings (stage_settings) that a finished stage of `model` was trained with and that differ
+    from `params` now, as {params key: (recorded, now)}; {} when the stage has not finished. Only keys
+    its done.json records are compared (one written before a key was recorded is not flagged for it).
+    `done`: that done.json (or a DFDC chunk's) when the caller has read it already."""
+    done = done_record(params, model, stage) if done is None else done
+    recorded = _recorded_settings(done or {}, stage)
+    if not recorded:
+        return {}
+    now = stage_settings(params, stage)
+    return {k: (recorded[k], now[k]) for k in sorted(recorded.keys() & now.keys()) if recorded[k] != now[k]}
+
+
+def changed_part_settings(params, model: str, stage: str) -> dict[str, dict[str, tuple]]:
+    """For a stage still in progress: its finished parts (DFDC chunks, runs/<model>/<stage>/<part>/
+    done.json in this run's outputs or an attached earlier session's) trained with other settings than
+    `params`, as {"runs/<model>/<stage>/<part>": changed settings}. A resumed stage skips finished
+    parts, so they must match too."""
+    paths, out = RunPaths.of(params), {}
+    for root in reversed(paths.roots):  # this run's own record of a part wins
+        for done in sorted(paths.run_dir(model, stage, root=root).glob(f"*/{DONE_FILE}")):
+            changed = changed_stage_settings(params, model, stage, json.loads(done.read_text()))
+            key = f"runs/{model}/{stage}/{done.parent.name}"
+            out.pop(key, None)
+            if changed:
+                out[key] = changed
+    return out
+
+
+def stale_stage(params, model: str, stage: str, done: dict | None) -> dict[str, dict[str, tuple]]:
+    """{"runs/<model>/<stage>[/<part>]": changed settings} for the stage when it finished (`done`, its
+    done.json) with other settings than `params` give now, else for its finished parts."""
+    if done is None:
+        return changed_part_settings(params, model, stage)
+    changed = changed_stage_settings(params, model, stage, done)
+    return {f"runs/{model}/{stage}": changed} if changed else {}
+
+
+def stale_runs(params) -> dict[str, dict[str, tuple]]:
+    """stale_stage over every model x stage of params."""
+    return {run: changed for model in params.train.models for stage in params.train.stages
+            for run, changed in stale_stage(params, model, stage, done_record(params, model, stage)).items()}
+
+
+def stale_stages_message(params, changed: dict[str, dict] | None = None) -> str | None:
+    """A message naming every finished stage (or DFDC chunk) trained with other settings than `params`
+    give now, and what to do; None when there is none. `changed`: {"runs/<model>/<stage>[/<part>]":
+    changed settings} (default: stale_runs). A re-run skips finished work, so without this its results
+    would pass for the new settings'."""
+    changed = {k: d for k, d in (stale_runs(params) if changed is None else changed).items() if d}
+    if not changed:
+        return None
+    lines = [f"  {run}: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in d.items()) for run, d in changed.items()]
+    order = list(params.train.stages)
+    first = min((run.split("/")[2] for run in changed), key=lambda s: order.index(s) if s in order else len(order))
+    return ("finished stages were trained with other settings than params/" + f"{params.profile}.yaml gives now "
+            "(recorded -> now):\n" + "\n".join(lines) + "\n"
+            f"A re-run would skip them and report their results as these settings'. To train them again, delete "
+            f"those stage folders and the later stages of the same models under {params.output_dir}/runs/ "
+            f"(e.g. rm -r {params.output_dir}/runs/*/{first} and the stages after it); or set the params back.")

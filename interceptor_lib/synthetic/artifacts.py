@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from interceptor_lib.data.demo.audio import Syllables, draw_syllables, mouth_track
+from interceptor_lib.synthetic.audio import Syllables, draw_syllables, mouth_track
 
 FAMILIES = ("low_light", "lighting", "compression", "resolution", "temporal", "av_sync")
 VISUAL_FAMILIES = FAMILIES[:5]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import cv2
 
-from interceptor_lib.data.demo.clip import ClipSpec, clip_audio, render_clip
-from interceptor_lib.data.demo.encode import X264_PRESET, DeterministicTarGz, png_bytes
+from interceptor_lib.synthetic.clip import ClipSpec, clip_audio, render_clip
+from interceptor_lib.synthetic.encode import X264_PRESET, DeterministicTarGz, png_bytes
 from interceptor_lib.data.video import write_video
 
 

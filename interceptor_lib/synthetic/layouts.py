@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from interceptor_lib.data.demo.artifacts import FAMILIES, VISUAL_FAMILIES, ArtifactSpec, draw_artifact
-from interceptor_lib.data.demo.clip import ClipSpec
-from interceptor_lib.data.demo.jobs import SequenceJob, VideoJob
-from interceptor_lib.data.demo.scales import ScaleSpec
-from interceptor_lib.data.demo.scene import (SceneSpec, draw_identity, draw_scene, named_rng,
+from interceptor_lib.synthetic.artifacts import FAMILIES, VISUAL_FAMILIES, ArtifactSpec, draw_artifact
+from interceptor_lib.synthetic.clip import ClipSpec
+from interceptor_lib.synthetic.jobs import SequenceJob, VideoJob
+from interceptor_lib.synthetic.scales import ScaleSpec
+from interceptor_lib.synthetic.scene import (SceneSpec, draw_identity, draw_scene, named_rng,
                                              scene_conditions, swap_inner)
 
 DEMO_ROOTS = {"ffpp": "FaceForensics++", "celebdf": "Celeb-DF-v2", "wilddeepfake": "deepfake_in_the_wild",

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.evaluation.metrics import (aggregate_videos, binary_metrics, bootstrap_auc_ci,
+from interceptor_lib.metrics.scores import (aggregate_videos, binary_metrics, bootstrap_auc_ci,
                                                 choose_threshold, evaluate, has_both_classes, per_group_metrics)
 
 ENSEMBLE = "ensemble"
@@ -48,7 +48,7 @@ def _meta(df: pd.DataFrame) -> list[str]:
 
 
 def eval_dir(params) -> Path:
-    from interceptor_lib.paths import RunPaths
+    from interceptor_lib.layout import RunPaths
 
     return RunPaths.of(params).eval_dir
 
@@ -64,7 +64,7 @@ def load_members(params, models: list[str] | None = None, device: str = "cpu"):
 
 
 def _eval_rows(params) -> pd.DataFrame:
-    from interceptor_lib.data.prepare import crop_cache, load_index
+    from interceptor_lib.pipeline.prepare import crop_cache, load_index
 
     table = crop_cache(params).usable(load_index(params))
     return table[table["split"].isin(["val", TEST_SPLIT])].reset_index(drop=True)
@@ -113,7 +113,7 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
     Saved to <output_dir>/eval/item_predictions.csv with a stamp of the checkpoints and videos it came
     from (`predictions_stamp`); with `reuse`, a later call with the same checkpoint contents and
     videos reads it instead of scoring again."""
-    from interceptor_lib.data.prepare import crop_cache
+    from interceptor_lib.pipeline.prepare import crop_cache
 
     ens, ckpts = load_members(params, models, device)
     out_dir = eval_dir(params)

@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from interceptor_lib.evaluation.calibration import apply_temperature, ece, fit_temperature, reliability
-from interceptor_lib.evaluation.metrics import binary_metrics, has_both_classes
+from interceptor_lib.metrics.calibration import apply_temperature, ece, fit_temperature, reliability
+from interceptor_lib.metrics.scores import binary_metrics
+from interceptor_lib.models.registry import list_models, model_entry
+from interceptor_lib.pipeline.prepare import crop_cache, load_index
 
-# Which specialist is built for which demo artifact family (MISSION.md: one specialist per family).
-SPECIALIST_FAMILY = {"ll": "low_light", "bg": "lighting", "cm": "compression", "rr": "resolution",
-                     "tm": "temporal", "av": "av_sync"}
 CONDITIONS = ("brightness", "blockiness", "sharpness", "motion", "has_audio")
 # Demo families whose fakes differ from their original only against the audio track: the av_sync fake's
 # mouth follows another (or a shifted) voice, every frame and clip on its own is a plausible real one.
@@ -92,8 +91,6 @@ def video_conditions(params, video_ids) -> pd.DataFrame:
     caching), and whether the video has audio."""
     import cv2
 
-    from interceptor_lib.data.prepare import crop_cache
-
     cache = crop_cache(params)
     man = cache.manifest().set_index("video_id")
     rows = []
@@ -163,8 +160,6 @@ def artifact_families(params, videos: pd.DataFrame) -> pd.DataFrame:
     family's drawn `mode`, e.g. low light "smooth" / "grainy", temporal "jitter" / "flicker" / "both";
     "" for families without one) and strength, joined from demo_artifacts.csv on the file path.
     Raises if the run does not use the demo corpus."""
-    from interceptor_lib.data.prepare import load_index
-
     if not (params.demo_data and params.demo_data.generate):
         raise ValueError("artifact families exist only on the synthetic demo corpus (demo_data.generate)")
     root = Path(params.demo_data.out)
@@ -224,8 +219,6 @@ def family_table(videos: pd.DataFrame, thresholds: dict[str, float], split: str 
 def reads_audio(model: str, models: list[str] | tuple[str, ...] = ()) -> bool:
     """Whether `model` reads the audio track: a registered model by its registry entry; "ensemble"
     when any of `models` (its members) does. Unknown names do not."""
-    from interceptor_lib.models.registry import list_models, model_entry
-
     if model == "ensemble":
         return any(reads_audio(m) for m in models if m != "ensemble")
     return model in list_models() and model_entry(model).reads_audio
@@ -260,7 +253,8 @@ def own_family_check(families: pd.DataFrame, metric: str = "auc") -> pd.DataFram
     """For each specialist: its `metric` on its own artifact family, the best other model's, and
     whether it is the best (the corpus is built so that this can fail)."""
     rows = []
-    for model, fam in SPECIALIST_FAMILY.items():
+    for model in list_models("specialist"):  # each built for one artifact family (its registry entry)
+        fam = model_entry(model).artifact_family
         g = families[families["artifact"] == fam]
         if model not in set(g["model"]):
             continue

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from interceptor_lib import __version__
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.data.demo.detect_rate import SIDE_TABLE, measure_face_detection_rate
-from interceptor_lib.data.demo.jobs import init_worker, run_job
-from interceptor_lib.data.demo.layouts import DEMO_ROOTS, PLANNERS, DatasetPlan
-from interceptor_lib.data.demo.scales import get_scale
+from interceptor_lib.synthetic.detect_rate import SIDE_TABLE, measure_face_detection_rate
+from interceptor_lib.synthetic.jobs import init_worker, run_job
+from interceptor_lib.synthetic.layouts import DEMO_ROOTS, PLANNERS, DatasetPlan
+from interceptor_lib.synthetic.scales import get_scale
 
 MANIFEST = "demo_manifest.json"
 MARKER = ".interceptor_demo.json"  # the files this corpus wrote (or is writing): what it may remove

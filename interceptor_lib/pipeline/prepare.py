@@ -10,16 +10,18 @@ import pandas as pd
 
 from interceptor_lib.data.cache import FaceCropCache, build_cache, cpu_seconds_per_video
 from interceptor_lib.data.indexers import index_dataset, official_test_ids
+from interceptor_lib.data.inspection import balanced_chunk_order
+from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.data.table import check_leakage, read_table, write_table
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.paths import RunPaths
+from interceptor_lib.layout import RunPaths
 
 
 def generate_demo_data(params, progress: bool = True) -> dict | None:
     """Write the synthetic corpus if the profile asks for it (skipped when already complete)."""
     if not params.demo_data.generate:
         return None
-    from interceptor_lib.data.demo import make_demo_data
+    from interceptor_lib.synthetic import make_demo_data
 
     d = params.demo_data
     report = make_demo_data(d.out, seed=d.seed, scale=d.scale, artifact_strength=d.artifact_strength,
@@ -36,9 +38,9 @@ def index_datasets(params) -> tuple[pd.DataFrame, dict]:
         df = index_dataset(name, d.root, **d.options)
         write_table(df, paths.index_file(name))
         tables.append(df)
-        # WildDeepfake's test split is its folder names (nothing external to check, and listing its
-        # test tars again would decompress them); the others have a test list file.
-        ids = official_test_ids(name, d.root, **d.options) if name != "wilddeepfake" else set()
+        # a test split given by folder names has nothing external to check (and listing WildDeepfake's
+        # test tars again would decompress them)
+        ids = official_test_ids(name, d.root, **d.options) if DATASETS[name].test_list else set()
         if ids:
             official[name] = ids
     table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
@@ -69,15 +71,13 @@ def preprocess_order(params, table: pd.DataFrame) -> pd.DataFrame:
     """`table` in the order the cache is built: the datasets in the order their stages train them
     (datasets without a stage after), DFDC chunk by chunk in stage 4's chunk order, so that a cache
     stopped part-way (time or storage budget) is complete for the first stages."""
-    from interceptor_lib.data.inspection import dfdc_chunk_order
-
     stages = [st.dataset for _, st in sorted(params.train.stages.items())]
     rank_ds = {d: i for i, d in enumerate(dict.fromkeys(stages + sorted(set(table["dataset"]))))}
-    chunk_order = next((st.chunk_order for st in params.train.stages.values() if st.dataset == "dfdc"
-                        and st.chunk_order), None) or dfdc_chunk_order(table)["chunk"].tolist()
+    chunk_order = next((st.chunk_order for st in params.train.stages.values() if DATASETS[st.dataset].chunked
+                        and st.chunk_order), None) or balanced_chunk_order(table)["chunk"].tolist()
     rank_chunk = {int(c): i for i, c in enumerate(chunk_order)}
     key = pd.DataFrame({"ds": table["dataset"].map(rank_ds),
-                        "chunk": [rank_chunk.get(int(c), len(rank_chunk)) if d == "dfdc" else 0
+                        "chunk": [rank_chunk.get(int(c), len(rank_chunk)) if DATASETS[d].chunked else 0
                                   for d, c in zip(table["dataset"], table["chunk"])]}, index=table.index)
     return table.loc[key.sort_values(["ds", "chunk"], kind="stable").index]
 
@@ -88,7 +88,7 @@ def build_crop_cache(params, table: pd.DataFrame, progress: bool = True) -> Face
     with training) and the output folder's storage budget (train.storage_budget_gb, cache included
     when it lies inside output_dir); stops with PreprocessStopped, keeping every finished video.
     Records the measured CPU seconds per video for `plan`."""
-    from interceptor_lib import throughput
+    from interceptor_lib.training import throughput
     from interceptor_lib.training.budget import RunBudget
 
     paths = RunPaths.of(params)
@@ -145,9 +145,18 @@ def prepare_data(params, progress: bool = True) -> dict:
     summary = record_prepare_summary(params, table, cache, demo, leakage,
                                      {"demo_data_s": t1 - t0, "index_and_cache_s": t2 - t1})
     if params.train.pretext.steps > 0:  # the backbone the models start from, on profiles without ImageNet weights
-        from interceptor_lib.training.pretext import pretrain_backbone
         summary["pretext"] = pretrain_backbone(params, progress)
     return summary
+
+
+def pretrain_backbone(params, progress: bool = True) -> dict:
+    """The pretext backbone of `params` (training.pretext.pretrain_backbone) from the run's real
+    training crops, within the output folder's storage budget; returns its record."""
+    from interceptor_lib.training import pretext  # late: it imports torch and timm
+
+    crops = pretext.real_training_crops(load_index(params), crop_cache(params))
+    return pretext.pretrain_backbone(params.train.pretext, params.train.backbone, params.seed, crops,
+                                     lambda nbytes, what: require_room(params, nbytes, what), progress)
 
 
 def record_prepare_summary(params, table, cache, demo, leakage, timings) -> dict:
