@@ -9,7 +9,7 @@ values), after one AdamW step so the optimizer holds its moments:
 
 Prints the time ratio ours / plain per model and over all models (goal <= 1.5x; the two alternate
 round by round and their medians are compared) and the sizes of the full resumable state, the fp32
-weights and the fp16 export, next to the 1.2 GB checkpoints of the seeds' earlier attempt.
+weights and the fp16 export, next to the 1.2 GB checkpoints of the reference design's earlier attempt.
 
     python benchmarks/bench_checkpoint.py [--models ll cm] [--chunk-mb 100] [--rounds 5]
 """
@@ -94,7 +94,7 @@ def main(argv=None):
               f"{fp16 / 1e6:8.1f}  {chunks}")
     overall = total_ours / total_plain
     print(f"ours / plain over all models: {overall:.2f}x (goal <= 1.5x: {'met' if overall <= 1.5 else 'NOT met'}); "
-          f"per model {min(ratios):.2f}x to {max(ratios):.2f}x; the seeds' earlier attempt: 1.2 GB per checkpoint")
+          f"per model {min(ratios):.2f}x to {max(ratios):.2f}x; the reference design's earlier attempt: 1.2 GB per checkpoint")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--batch", type=int, default=4, help="clips per batch")
     ap.add_argument("--frames", type=int, default=4, help="frames per clip (T); image models see the B*T frames")
-    ap.add_argument("--trainable-stages", type=int, default=2, help="the training default (seed 000)")
+    ap.add_argument("--trainable-stages", type=int, default=2, help="the training default (the reference design)")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (after one warm-up round)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")

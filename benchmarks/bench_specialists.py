@@ -1,6 +1,6 @@
 """Training-step cost of each specialist relative to the bare backbone, measured side by side in one run.
 
-A training step is forward + cross-entropy + backward + AdamW step (param_groups, seed 000 learning
+A training step is forward + cross-entropy + backward + AdamW step (param_groups, the reference design's learning
 rates), after warm-up. The reference is the bare backbone with the same freezing (last 2 stages +
 head conv trainable) + global pool + a linear layer. Image specialists are compared with it on the
 same images. TM and AV read clips of T frames (and AV one second of audio): their time is divided by

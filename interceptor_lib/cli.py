@@ -2,16 +2,22 @@
 
 User errors (a wrong root, a bad params key, a failure ceiling) print one message and exit with
 status 2, without a traceback; anything else is a bug and keeps its traceback.
+
+Each command imports the package modules it uses inside its function, so that `--help` and argument
+errors answer at once instead of after torch, timm and OpenCV have loaded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+from interceptor_lib import REPO_ROOT
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 
@@ -57,8 +63,6 @@ def _cmd_prepare(a) -> int:
 
 
 def _cmd_params(a) -> int:
-    from dataclasses import asdict
-
     from interceptor_lib.params import load_params
 
     params = load_params(a.profile, a.params)
@@ -110,8 +114,6 @@ def _cmd_predict(a) -> int:
 
 def _cmd_train(a) -> int:
     """One model through one stage (run_stage); under torchrun, one DDP worker of it."""
-    import os
-
     from interceptor_lib.params import load_params
     from interceptor_lib.pipeline.stages import TrainingStopped, run_stage_process
 
@@ -138,7 +140,6 @@ def _cmd_train(a) -> int:
 
 def _cmd_report(a) -> int:
     """Print the results section (from notebook 06's results.csv); --update-readme writes it into README.md."""
-    from interceptor_lib import REPO_ROOT
     from interceptor_lib.params import load_params
     from interceptor_lib.pipeline.report import results_markdown, update_readme
 

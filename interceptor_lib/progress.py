@@ -11,7 +11,10 @@ INTERCEPTOR_PROGRESS may also be set by hand: `widget`, `log`, `text`, or `off`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+
+from tqdm import tqdm
 
 LOG_INTERVAL_S = 60.0
 
@@ -21,14 +24,12 @@ def _mode() -> str:
     if mode in ("widget", "log", "text", "off"):
         return mode
     try:
-        from IPython import get_ipython
+        from IPython import get_ipython  # optional: present only where Jupyter is installed
 
         shell = get_ipython()
     except ImportError:
         shell = None
     if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
-        import importlib.util
-
         if importlib.util.find_spec("ipywidgets") is not None:
             return "widget"
         return "log"  # a kernel without ipywidgets: text, sparingly
@@ -41,11 +42,11 @@ def progress_bar(iterable=None, **kwargs):
     if mode == "off":
         kwargs["disable"] = True
     if mode == "widget":
-        from tqdm.notebook import tqdm
+        from tqdm.notebook import tqdm as bar  # needs ipywidgets: imported only inside a Jupyter kernel
     else:
-        from tqdm import tqdm
+        bar = tqdm
         if mode == "log":
             kwargs.setdefault("mininterval", LOG_INTERVAL_S)
             kwargs.setdefault("maxinterval", LOG_INTERVAL_S * 10)
             kwargs.setdefault("ascii", True)
-    return tqdm(iterable, **kwargs)
+    return bar(iterable, **kwargs)

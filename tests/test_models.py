@@ -99,7 +99,7 @@ def test_prediction_contract(name):
 
 
 def test_specialist_channels_follow_seed_001():
-    # seed 001's widths; av has one more: the fixed mouth-opening sync channel
+    # the reference design's widths; av has one more: the fixed mouth-opening sync channel
     expected = {"ll": 68, "bg": 44, "av": 49, "cm": 40, "rr": 36, "tm": 52}
     for name, c in expected.items():
         model = tiny(name).eval()

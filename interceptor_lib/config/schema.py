@@ -89,7 +89,7 @@ class DatasetParams:
 class InspectionParams:
     """Notebook 01."""
 
-    seed_chunk_order: list[int] = field(default_factory=lambda: [9, 8, 3, 5, 7, 2, 6, 4, 1, 0])  # the seeds' order
+    reference_chunk_order: list[int] = field(default_factory=lambda: [9, 8, 3, 5, 7, 2, 6, 4, 1, 0])  # the reference design's order
     grid_faces: int = 16             # faces per sample grid
     stats_sample: int = 0            # videos per dataset for the per-video statistics (0 = all)
 
@@ -147,7 +147,7 @@ class TrainParams:
     backbone: str = "efficientnet_b4"   # timm name; the demo uses the tiny test_efficientnet
     pretrained: bool = True             # ImageNet weights from `weights` or the local cache, never downloaded
     weights: str | None = None          # local backbone weight file
-    trainable_stages: int | None = 2    # backbone stages fine-tuned (seed 000); null = the whole backbone
+    trainable_stages: int | None = 2    # backbone stages fine-tuned (the reference design); null = the whole backbone
     # Progressive unfreezing, per stage run: {first epoch (0-based): trainable backbone stages, null = all},
     # e.g. {0: 0, 2: 1, 4: 2} (new layers only, then + the last stage, then + the last two). null: off
     # (trainable_stages throughout). Epochs count from 0 in every stage (and every DFDC chunk).
@@ -191,7 +191,7 @@ class TrainParams:
     # kernel's start and imports cost seconds, which add up over 6 models x 4 stages on a small CPU
     models_per_notebook: int = 1
     # Options of every trained model's config (models.create_model), e.g. {hidden: [64], dropout: [0.3]}
-    # for a head sized to a tiny backbone; {} = the registry's defaults (the seeds' 1024-512-256 head).
+    # for a head sized to a tiny backbone; {} = the registry's defaults (the reference design's 1024-512-256 head).
     model_config: dict = field(default_factory=dict)
     pretext: PretextParams = field(default_factory=lambda: PretextParams())
     stages: dict[str, StageParams] = field(default_factory=dict)

@@ -260,7 +260,7 @@ class _StorageGuard:
 
     def __init__(self, root, budget_gb: float | None, workers: int):
         self.limit = None if budget_gb is None or root is None else budget_gb * 2**30
-        self.used = _tree_bytes(Path(root)) if self.limit is not None else 0
+        self.used = tree_bytes(Path(root)) if self.limit is not None else 0
         self.largest, self.workers = 0, max(1, workers)
 
     def add(self, path: Path) -> None:
@@ -275,7 +275,7 @@ class _StorageGuard:
         return None
 
 
-def _tree_bytes(root: Path) -> int:
+def tree_bytes(root: Path) -> int:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
 
 

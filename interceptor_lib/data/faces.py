@@ -10,6 +10,7 @@ float arrays (x0, y0, x1, y1) in the coordinates of the frame it was given.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,8 +94,6 @@ OPTIONAL_DETECTORS = {
 
 def optional_detector_missing(name: str) -> str | None:
     """For an optional detector whose package is not installed, the message saying how to install it."""
-    import importlib.util
-
     if name not in OPTIONAL_DETECTORS:
         return None
     module, how = OPTIONAL_DETECTORS[name]
@@ -155,7 +154,7 @@ class MTCNNFaceDetector(_ArrayDetector):
         missing = optional_detector_missing(self.name)
         if missing:
             raise ImportError(missing)
-        from facenet_pytorch import MTCNN
+        from facenet_pytorch import MTCNN  # optional package: imported only when this detector is chosen
 
         self._net = MTCNN(keep_all=True, device=device)
         self.max_side, self.score_threshold = max_side, score_threshold
@@ -179,7 +178,7 @@ class MediaPipeFaceDetector(_ArrayDetector):
         missing = optional_detector_missing(self.name)
         if missing:
             raise ImportError(missing)
-        import mediapipe as mp
+        import mediapipe as mp  # optional package: imported only when this detector is chosen
 
         self._net = mp.solutions.face_detection.FaceDetection(model_selection=1,
                                                               min_detection_confidence=score_threshold)

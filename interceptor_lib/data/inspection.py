@@ -29,12 +29,12 @@ def balanced_chunk_order(table: pd.DataFrame) -> pd.DataFrame:
     return c
 
 
-def chunk_order_comparison(order: pd.DataFrame, seed_order: list[int]) -> pd.DataFrame:
+def chunk_order_comparison(order: pd.DataFrame, reference_order: list[int]) -> pd.DataFrame:
     """The computed order next to the reference design's, position by position."""
-    n = max(len(order), len(seed_order))
+    n = max(len(order), len(reference_order))
     computed = order["chunk"].tolist() + [None] * (n - len(order))
-    seeds = list(seed_order) + [None] * (n - len(seed_order))
-    return pd.DataFrame({"position": range(1, n + 1), "computed (this data)": computed, "seeds": seeds})
+    reference = list(reference_order) + [None] * (n - len(reference_order))
+    return pd.DataFrame({"position": range(1, n + 1), "computed (this data)": computed, "reference design": reference})
 
 
 def face_detection_rates(manifest: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness",
     1 (share of that class's videos per bin), so real and fake compare despite the 1 : 5 imbalance. A
     statistic that is the same for every video of a dataset is stated in words instead of drawn as a
     spike, and one the dataset does not have (no bitrate for image sequences) says so."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import: only where a figure is drawn
 
     m = manifest.copy()
     datasets = sorted(m["dataset"].unique())

@@ -1,4 +1,4 @@
-"""Models: an EfficientNet-B4 backbone with staged freezing, the six specialists, the seeds' other
+"""Models: an EfficientNet-B4 backbone with staged freezing, the six specialists, the reference design's other
 detectors and Xception, all built by name:
 
     from interceptor_lib.models import create_model, list_models, param_groups

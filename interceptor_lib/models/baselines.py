@@ -1,6 +1,6 @@
-"""Single-backbone detectors: `effnet_b4` (seed 004) and `xception` (the FaceForensics++ reference).
+"""Single-backbone detectors: `effnet_b4` (the reference design) and `xception` (the FaceForensics++ reference).
 
-effnet_b4: EfficientNet-B4 with seed 004's head, dropout 0.3 -> 512 -> ReLU -> dropout 0.15 -> 128
+effnet_b4: EfficientNet-B4 with the reference design's head, dropout 0.3 -> 512 -> ReLU -> dropout 0.15 -> 128
            -> ReLU -> dropout 0.09 -> 1 logit (returned as [0, z]).
 xception:  timm `legacy_xception` (the ImageNet Xception FF++ used) with its classifier replaced by
            dropout 0.5 -> Linear(2048, 2), as in Rossler et al., "FaceForensics++", ICCV 2019
@@ -47,15 +47,15 @@ class PooledClassifier(DetectorBase):
 
 @dataclass
 class EffNetConfig:
-    backbone: str = "efficientnet_b4"  # seed 004; tests pass test_efficientnet
+    backbone: str = "efficientnet_b4"  # the reference design; tests pass test_efficientnet
     pretrained: bool = True  # ImageNet weights from a local file or cache; never a silent random init
     weights: str | None = None  # explicit backbone weight file, else the local caches
-    trainable_stages: int | None = 2  # same staged fine-tuning as the specialists (seed 000)
-    dropout: float = 0.3  # seed 004 dropout_rate (then x0.5 and x0.3 deeper in the head)
+    trainable_stages: int | None = 2  # same staged fine-tuning as the specialists (the reference design)
+    dropout: float = 0.3  # the reference design's dropout_rate (then x0.5 and x0.3 deeper in the head)
 
 
 @register_model("effnet_b4", config=EffNetConfig, input_kind="image", group="baseline",
-                summary="seed 004: EfficientNet-B4 with a 512-128-1 head")
+                summary="the reference design: EfficientNet-B4 with a 512-128-1 head")
 def effnet_b4(cfg: EffNetConfig) -> PooledClassifier:
     p = cfg.dropout
 

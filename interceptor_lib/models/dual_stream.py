@@ -1,4 +1,4 @@
-"""`dual_stream_v3`: seed 003's dual-stream gated detector, rebuilt in PyTorch.
+"""`dual_stream_v3`: the reference design's dual-stream gated detector, rebuilt in PyTorch.
 
   visual stream    MobileNetV2 (timm mobilenetv2_100, ImageNet) -> squeeze-excitation -> pool  (B, C)
   forensic stream  fixed filters (KV, SPAM, MinMax, Laplacian; forensic_filters.py) + a learnable
@@ -27,15 +27,15 @@ from interceptor_lib.models.registry import register_model
 
 @dataclass
 class DualStreamConfig:
-    backbone: str = "mobilenetv2_100"  # seed 003's visual stream; tests pass a tiny timm model
+    backbone: str = "mobilenetv2_100"  # the reference design's visual stream; tests pass a tiny timm model
     pretrained: bool = True  # ImageNet weights from a local file or cache; never a silent random init
     weights: str | None = None  # explicit backbone weight file, else the local caches
-    trainable_stages: int | None = 2  # seed 003 phase 2 fine-tunes the top of the visual stream
+    trainable_stages: int | None = 2  # the reference design's phase 2 fine-tunes the top of the visual stream
     srm_truncation: float = 3.0  # SRM's truncation of residuals (grey levels): noise kept, edges dropped
     bayar_filters: int = 3  # Bayar & Stamm 2016 use 3 constrained 5x5 filters
     forensic_widths: tuple[int, ...] = (16, 32, 64, 128)  # stride-2 CNN on the residuals; cheaper than the visual stream
-    hidden: tuple[int, ...] = (512, 256)  # seed 003 head
-    dropout: float = 0.3  # seed 003 head dropout
+    hidden: tuple[int, ...] = (512, 256)  # the reference design's head
+    dropout: float = 0.3  # the reference design's head dropout
 
 
 class ForensicStream(nn.Module):
@@ -93,6 +93,6 @@ class DualStreamDetector(DetectorBase):
 
 
 @register_model("dual_stream_v3", config=DualStreamConfig, input_kind="image", group="baseline",
-                summary="seed 003: MobileNetV2 + SRM/Bayar forensic stream, sigmoid-gated fusion")
+                summary="the reference design: MobileNetV2 + SRM/Bayar forensic stream, sigmoid-gated fusion")
 def dual_stream_v3(cfg: DualStreamConfig) -> DualStreamDetector:
     return DualStreamDetector(cfg)

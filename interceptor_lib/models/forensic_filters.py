@@ -77,7 +77,7 @@ def zhou_srm_kernels() -> torch.Tensor:
 
 
 class ForensicFilterBank(nn.Module):
-    """Seed 003's fixed forensic filters on each colour channel of a (B, 3, H, W) image in grey levels:
+    """The reference design's fixed forensic filters on each colour channel of a (B, 3, H, W) image in grey levels:
     KV (SQUARE 5x5), SPAM (horizontal and vertical 1st-order differences, Pevny et al. 2010),
     Laplacian, and MinMax (min and max over the 8 1st-order residuals, the SRM's non-linear
     residuals), truncated to [-T, T] like the SRM: that keeps the noise residual and drops image

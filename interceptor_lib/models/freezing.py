@@ -1,6 +1,6 @@
 """Staged freezing of the pretrained backbone, progressive unfreezing, and optimizer parameter groups.
 
-Seed 000: freeze the ImageNet backbone, fine-tune its last stages with a small learning rate and
+The reference design: freeze the ImageNet backbone, fine-tune its last stages with a small learning rate and
 train the new layers with a 100x larger one; optionally unfreeze progressively (new layers only ->
 last stage -> last two). A "stage" is one unit of `Backbone.stages` (EfficientNet-B4: 7 MBConv
 stages); the head conv (1x1 to num_features) is fine-tuned together with any unfrozen stage.
@@ -69,7 +69,7 @@ def keep_frozen_in_eval(model: nn.Module) -> None:
 
 def param_groups(model: nn.Module, lr_pretrained: float = 1e-5, wd_pretrained: float = 1e-5,
                  lr_new: float = 1e-3, wd_new: float = 1e-4, include_frozen: bool = True) -> list[dict]:
-    """Two optimizer groups (seed 000 values): "pretrained" = the backbone, "new" = every other
+    """Two optimizer groups (the reference design's values): "pretrained" = the backbone, "new" = every other
     parameter (specialist modules, fusion, heads).
 
     With include_frozen=True (default) the pretrained group also holds the currently frozen backbone
@@ -88,7 +88,7 @@ def param_groups(model: nn.Module, lr_pretrained: float = 1e-5, wd_pretrained: f
 
 @dataclass
 class ProgressiveUnfreezing:
-    """Epoch-keyed schedule of how many trailing backbone stages are trainable (seed 000, "optional"):
+    """Epoch-keyed schedule of how many trailing backbone stages are trainable (the reference design, "optional"):
     epochs 0-1 train the new layers only, 2-3 add the last stage (+ head conv), 4+ the last two.
 
         schedule = ProgressiveUnfreezing()

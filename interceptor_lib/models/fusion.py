@@ -1,10 +1,10 @@
-"""How the six specialists combine backbone and specialist features (seeds 001 and 002).
+"""How the six specialists combine backbone and specialist features (the reference design).
 
 AttentionFusion: the backbone's pooled vector is the query of an 8-head attention over the
 specialist's g x g grid tokens (+ the backbone token itself, so a head can ignore the specialist);
 the fused vector is [backbone (C), attended (d), specialist map flattened (C_s * g * g)], the
-"~5128 features (backbone + specialist)" of seed 002 plus the attention read-out.
-MLPHead: 1024 -> 512 -> 256 -> 2 with batch norm and dropout 0.3 / 0.2 / 0.1 (seed 002).
+reference design's "~5128 features (backbone + specialist)" plus the attention read-out.
+MLPHead: 1024 -> 512 -> 256 -> 2 with batch norm and dropout 0.3 / 0.2 / 0.1 (the reference design).
 """
 
 from __future__ import annotations

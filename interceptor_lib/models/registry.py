@@ -40,7 +40,7 @@ class ModelEntry:
     builder: Callable[[Any], nn.Module]
     config: type  # the config dataclass `create_model` fills from its keyword arguments
     input_kind: str  # "image": batch["image"] (B, 3, H, W); "clip": batch["clip"] (B, T, 3, H, W)
-    group: str  # "specialist" (one of the six) or "baseline" (seed 003/004 detectors, Xception)
+    group: str  # "specialist" (one of the six) or "baseline" (the reference design's detectors, Xception)
     summary: str
     reads_audio: bool = False  # also reads batch["audio"] (the audio-visual specialist)
     # the artifact family a specialist is built for (the demo corpus's families; None for a baseline)

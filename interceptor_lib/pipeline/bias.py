@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
+from interceptor_lib.layout import RunPaths
 from interceptor_lib.metrics.calibration import apply_temperature, ece, fit_temperature, reliability
 from interceptor_lib.metrics.scores import binary_metrics
 from interceptor_lib.models.registry import list_models, model_entry
@@ -52,7 +54,7 @@ def plot_reliability(videos: pd.DataFrame, models: list[str], n_bins: int = 10):
     """Reliability diagrams on the test videos (before temperature scaling), one line per model, its
     expected calibration error (ECE) in the legend; below, how many test videos fall in each bin (a
     point over a handful of videos says little)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import: only where a figure is drawn
 
     test = videos[videos["split"] == "test"]
     fig, (ax, axn) = plt.subplots(2, 1, figsize=(5.2, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -89,8 +91,6 @@ def video_conditions(params, video_ids) -> pd.DataFrame:
     """Measured conditions per video: brightness of the face crop, blockiness of the face crop,
     sharpness (variance of the Laplacian) and motion (from the cache manifest, measured while
     caching), and whether the video has audio."""
-    import cv2
-
     cache = crop_cache(params)
     man = cache.manifest().set_index("video_id")
     rows = []
@@ -137,7 +137,7 @@ def condition_table(videos: pd.DataFrame, bins: pd.DataFrame, thresholds: dict[s
 
 def plot_heatmap(table: pd.DataFrame, value: str, columns, title: str, fmt: str = "{:.2f}"):
     """A model x (columns) heatmap of `value` with the numbers written in."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # slow to import: only where a figure is drawn
 
     piv = table.pivot_table(index="model", columns=columns, values=value, sort=False)
     fig, ax = plt.subplots(figsize=(max(4, 0.75 * piv.shape[1] + 1.5), 0.45 * piv.shape[0] + 1.4))
@@ -266,3 +266,14 @@ def own_family_check(families: pd.DataFrame, metric: str = "auc") -> pd.DataFram
                      f"best_other_{metric}": np.nan if best_other is None else float(best_other[metric]),
                      "beats_others": bool(best_other is None or own > float(best_other[metric]))})
     return pd.DataFrame(rows)
+
+
+def write_tables(params, **tables: pd.DataFrame | None) -> list[str]:
+    """Write each named table to <output_dir>/eval/<name>.csv (a table that is None, e.g. the artifact
+    family tables off the demo corpus, is skipped); returns the file names in the folder afterwards."""
+    out = RunPaths.of(params).eval_dir
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        if table is not None:
+            table.to_csv(out / f"{name}.csv", index=False)
+    return sorted(p.name for p in out.glob("*.csv"))

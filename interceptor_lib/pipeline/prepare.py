@@ -8,21 +8,22 @@ import time
 
 import pandas as pd
 
-from interceptor_lib.data.cache import FaceCropCache, build_cache, cpu_seconds_per_video
+from interceptor_lib.data.cache import FaceCropCache, PreprocessStopped, build_cache, cpu_seconds_per_video, tree_bytes
 from interceptor_lib.data.indexers import index_dataset, official_test_ids
 from interceptor_lib.data.inspection import balanced_chunk_order
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.data.table import check_leakage, read_table, write_table
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import RunPaths
+from interceptor_lib.synthetic import make_demo_data
+from interceptor_lib.training import throughput
+from interceptor_lib.training.budget import RunBudget
 
 
 def generate_demo_data(params, progress: bool = True) -> dict | None:
     """Write the synthetic corpus if the profile asks for it (skipped when already complete)."""
     if not params.demo_data.generate:
         return None
-    from interceptor_lib.synthetic import make_demo_data
-
     d = params.demo_data
     report = make_demo_data(d.out, seed=d.seed, scale=d.scale, artifact_strength=d.artifact_strength,
                             workers=params.preprocess.workers, progress=progress)
@@ -88,9 +89,6 @@ def build_crop_cache(params, table: pd.DataFrame, progress: bool = True) -> Face
     with training) and the output folder's storage budget (train.storage_budget_gb, cache included
     when it lies inside output_dir); stops with PreprocessStopped, keeping every finished video.
     Records the measured CPU seconds per video for `plan`."""
-    from interceptor_lib.training import throughput
-    from interceptor_lib.training.budget import RunBudget
-
     paths = RunPaths.of(params)
     t = params.train
     inside = paths.cache_root.resolve().is_relative_to(paths.root.resolve())
@@ -117,12 +115,10 @@ def require_room(params, nbytes: int, what: str) -> None:
     """Raise PreprocessStopped when writing `nbytes` more would take output_dir past
     train.storage_budget_gb (nothing is written; the next session, with this one's output attached,
     continues from there)."""
-    from interceptor_lib.data.cache import PreprocessStopped, _tree_bytes
-
     budget = params.train.storage_budget_gb
     if budget is None:
         return
-    used = _tree_bytes(RunPaths.of(params).root)
+    used = tree_bytes(RunPaths.of(params).root)
     if used + nbytes + REPORT_SLACK_BYTES > budget * 2**30:
         raise PreprocessStopped(
             f"{what} needs {nbytes / 2**20:.1f} MiB but output_dir {params.output_dir} holds {used / 2**20:.1f} of "

@@ -15,6 +15,7 @@ import pandas as pd
 
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
+from interceptor_lib.layout import RunPaths
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: column titles of the results tables (for DFDC: the public test set when present, else the held-out groups)
@@ -37,8 +38,6 @@ def _table(cell: dict, models: list[str], sets: list[str], fmt) -> list[str]:
 def results_markdown(params) -> str:
     """Markdown tables from <output_dir>/eval/results.csv: the cross-dataset video AUC table (rows
     models, columns test sets) and real-/fake-detection rates at the validation threshold."""
-    from interceptor_lib.layout import RunPaths
-
     path = RunPaths.of(params).eval_dir / "results.csv"
     if not path.is_file():
         raise InterceptorError(f"no results at {path}: run notebook 06_evaluation for profile {params.profile} first")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from interceptor_lib import __version__
 from interceptor_lib.errors import InterceptorError
+from interceptor_lib.progress import progress_bar
 from interceptor_lib.synthetic.detect_rate import SIDE_TABLE, measure_face_detection_rate
 from interceptor_lib.synthetic.jobs import init_worker, run_job
 from interceptor_lib.synthetic.layouts import DEMO_ROOTS, PLANNERS, DatasetPlan
@@ -115,8 +116,6 @@ def _render(out_dir: Path, plans: dict[str, DatasetPlan], workers: int, progress
     jobs = sorted((j for p in plans.values() for j in p.jobs), key=lambda j: (-j.cost, j.relpath))
     bar = None
     if progress:
-        from interceptor_lib.progress import progress_bar
-
         bar = progress_bar(total=len(jobs), desc="demo corpus", unit="file")
     try:
         if workers == 1:

@@ -43,7 +43,9 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+import timm
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from interceptor_lib.config.schema import PretextParams
 from interceptor_lib.errors import InterceptorError
@@ -120,9 +122,6 @@ def pretrain_backbone(cfg: PretextParams, backbone: str, seed: int, crops: np.nd
     accuracy per 10 % of the steps, seconds). Reuses an existing file made with the same settings from
     the same crops. `ensure_room(bytes, what)` raises before the file is written when the disk budget
     cannot hold it."""
-    import timm
-    from safetensors.torch import save_file
-
     if cfg.steps <= 0:
         raise PretextError("train.pretext.steps is 0: this profile takes its backbone weights from "
                            "train.weights / the local ImageNet cache, not from a pretext")

@@ -1,4 +1,4 @@
-"""The six specialists (seed 001), each a module looking at one family of artifacts, on the shared
+"""The six specialists (the reference design), each a module looking at one family of artifacts, on the shared
 SpecialistDetector (backbone + attention fusion + MLP head). Importing this package registers
 `ll`, `bg`, `av`, `cm`, `rr`, `tm`."""
 

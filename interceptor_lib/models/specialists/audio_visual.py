@@ -1,4 +1,4 @@
-"""AV, the audio-visual specialist (seed 001): dubbed or lip-synced fakes move the mouth out of step
+"""AV, the audio-visual specialist (the reference design): dubbed or lip-synced fakes move the mouth out of step
 with the voice. Reads batch["clip"] (B, T, 3, H, W), batch["audio"] (B, S) (16 kHz mono, the window
 centred on the clip) and batch["has_audio"] (B,).
 

@@ -1,4 +1,4 @@
-"""BG, the background / lighting specialist (seed 001): a swapped face lit from another direction,
+"""BG, the background / lighting specialist (the reference design): a swapped face lit from another direction,
 with another colour temperature or texture than the scene around it.
 
 Branches (44 channels), on low-resolution copies since lighting is a low-frequency signal:

@@ -1,4 +1,4 @@
-"""CM, the compression specialist (seed 001): double compression and block artifacts, e.g. a face
+"""CM, the compression specialist (the reference design): double compression and block artifacts, e.g. a face
 encoded once by the generator's pipeline and again with the video.
 
 Everything starts from a real 8 x 8 block DCT of the luma (the orthonormal DCT-II that JPEG and the

@@ -36,12 +36,12 @@ class SpecialistConfig:
     backbone: str = "efficientnet_b4"  # MISSION §4 backbone; tests/demo pass a tiny timm model (test_efficientnet)
     pretrained: bool = True  # ImageNet weights from a local file or cache; never a silent random init
     weights: str | None = None  # explicit backbone weight file (.safetensors/.pth/.bin), else the local caches
-    trainable_stages: int | None = 2  # seed 000: fine-tune the last 2 stages + head conv; None = whole backbone
-    grid: int = 7  # seed 001: specialist maps are C x 7 x 7
+    trainable_stages: int | None = 2  # the reference design: fine-tune the last 2 stages + head conv; None = whole backbone
+    grid: int = 7  # the reference design: specialist maps are C x 7 x 7
     fusion_dim: int = 256  # attention width: 8 heads of 32
-    heads: int = 8  # seed 002: 8-head attention
-    hidden: tuple[int, ...] = (1024, 512, 256)  # seed 002 classifier widths
-    dropout: tuple[float, ...] = (0.3, 0.2, 0.1)  # seed 002 progressive dropout
+    heads: int = 8  # the reference design: 8-head attention
+    hidden: tuple[int, ...] = (1024, 512, 256)  # the reference design's classifier widths
+    dropout: tuple[float, ...] = (0.3, 0.2, 0.1)  # the reference design's progressive dropout
 
 
 def down(c_in: int, c_out: int) -> nn.Sequential:

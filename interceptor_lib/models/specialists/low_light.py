@@ -1,7 +1,7 @@
-"""LL, the low-light specialist (seeds 001/002): luminance and noise statistics that face swaps
+"""LL, the low-light specialist (the reference design): luminance and noise statistics that face swaps
 rendered in bright conditions and pasted into dark footage get wrong.
 
-Branches (68 channels = seed 002's 68 x 7 x 7 = 3332 features):
+Branches (68 channels = the reference design's 68 x 7 x 7 = 3332 features):
   multi-scale luminance  3x3 / 5x5 / 7x7 convs on [Y, log Y] at half resolution  3 x 8
   noise pattern          5x5 conv on the full-resolution noise residual Y - blur(Y)    24
   shadow / highlight     7x7 conv on [Y, highlight mask, shadow mask], quarter res    20

@@ -1,4 +1,4 @@
-"""RR, the resolution specialist (seed 001): a face generated at low resolution and upscaled into
+"""RR, the resolution specialist (the reference design): a face generated at low resolution and upscaled into
 a sharper frame lacks fine detail and carries the periodic traces of interpolation.
 
 Branches (36 channels):

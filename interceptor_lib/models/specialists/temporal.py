@@ -1,4 +1,4 @@
-"""TM, the temporal specialist (seed 001): frame-by-frame face swaps flicker and jitter, because
+"""TM, the temporal specialist (the reference design): frame-by-frame face swaps flicker and jitter, because
 each frame is generated on its own. Reads batch["clip"] (B, T, 3, H, W), T >= 2.
 
 The backbone runs on every frame (the detector averages its pooled features over T). The module
