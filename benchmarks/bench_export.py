@@ -24,8 +24,10 @@ from pathlib import Path
 
 import torch
 
-from interceptor_lib.export import (FORMATS, SUFFIXES, ExportError, batch_like, check_parity, compare_speed,
-                                    example_batch, export_onnx, export_torchscript)
+from interceptor_lib.export.errors import ExportError
+from interceptor_lib.export.export import check_parity, compare_speed, export_onnx, export_torchscript
+from interceptor_lib.export.runtime import FORMATS, SUFFIXES
+from interceptor_lib.export.signature import batch_like, example_batch
 from interceptor_lib.models import create_model, list_models
 
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from interceptor_lib.data.cache import PreprocessParams, _detector, build_cache
+from interceptor_lib.data.cache import PreprocessParams, build_cache, face_detector
 from interceptor_lib.data.crops_file import CropReader, encode_crop
 from interceptor_lib.data.faces import CropSpec, box_iou, crop_face, track_faces
 from interceptor_lib.data.table import make_table
@@ -108,7 +108,7 @@ def components(path: Path, params: PreprocessParams) -> dict[str, float]:
     imgs = src.read_skipping(union, lazy=True) if params.boxes == "track" else src.read(union)
     src.audio(params.audio_sample_rate)
     t1 = cpu()
-    det, probe = _detector(params), set(fidx.tolist()) | set(starts.tolist())
+    det, probe = face_detector(params), set(fidx.tolist()) | set(starts.tolist())
     if params.boxes == "track":
         boxes = track_faces(det, imgs, [int(f) in probe for f in union], params.full_detect_every)
     else:

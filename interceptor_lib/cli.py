@@ -86,13 +86,14 @@ def _cmd_checkpoint(a) -> int:
 
 
 def _cmd_predict(a) -> int:
-    """Score videos / images; the logic is inference.predict_paths, this only formats. Exit 2 when
+    """Score videos / images; the logic is inference.predict.predict_paths, this only formats. Exit 2 when
     any input could not be scored (each with a one-line message), after reporting the others."""
     if not (a.run or a.profile or a.params):  # said before the heavy imports below
         raise InterceptorError("predict needs --run <output folder of a trained profile> or --profile / --params")
     if a.explain and Path(a.explain).exists() and not Path(a.explain).is_dir():
         raise InterceptorError(f"--explain expects a folder for the Grad-CAM images; {a.explain} is a file")
-    from interceptor_lib.inference import format_table, predict_paths
+    from interceptor_lib.inference.format import format_table
+    from interceptor_lib.inference.predict import predict_paths
 
     log = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     results = predict_paths(a.paths, a.run, profile=a.profile, params_file=a.params, frames=a.frames,

@@ -1,4 +1,4 @@
-"""Export (interceptor_lib/export.py): TorchScript and ONNX parity with eager for every specialist and
+"""Export (interceptor_lib/export/): TorchScript and ONNX parity with eager for every specialist and
 for the ensemble, on a fresh batch with another batch size than the one traced; the exported files
 run without the original module (in a fresh Python process that never imports interceptor_lib);
 clear errors for unexportable models and a missing onnxruntime.
@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.export import (ENSEMBLE_OUTPUTS, INPUT_ORDER, ExportDependencyMissing, ExportedModel, ExportError,
-                                    ExportWrapper, ParityError, batch_like, check_parity, compare_speed, example_batch,
-                                    export_model, export_onnx, export_torchscript, model_input_keys)
+from interceptor_lib.export.errors import ExportDependencyMissing, ExportError, ParityError
+from interceptor_lib.export.export import check_parity, compare_speed, export_model, export_onnx, export_torchscript
+from interceptor_lib.export.runtime import ExportedModel
+from interceptor_lib.export.signature import (ENSEMBLE_OUTPUTS, INPUT_ORDER, ExportWrapper, batch_like, example_batch,
+                                              model_input_keys)
 from interceptor_lib.models import create_model, list_models
-from interceptor_lib.models.base import two_class_logits
+from interceptor_lib.models.base import DetectorBase, two_class_logits
 
 SIZE, FRAMES, AUDIO_S = 64, 4, 0.5
 B_EXPORT, B_CHECK = 2, 3
@@ -242,6 +244,18 @@ def test_wrapper_orders_inputs_and_outputs(exports):
     assert torch.equal(prob, ref["prob"]) and torch.equal(logits, ref["logits"])
     with pytest.raises(ExportError, match="takes 3 tensors"):
         wrapper(example["clip"])
+
+
+def test_input_keys_come_from_the_model_registry():
+    """Audio keys for the model the registry marks as reading audio; a detector without a registry
+    name is refused with the fix named."""
+    assert model_input_keys(make("ll")) == ("image",)
+
+    class Unnamed(DetectorBase):
+        pass
+
+    with pytest.raises(ExportError, match="no registry name"):
+        model_input_keys(Unnamed())
 
 
 class DataDependent(nn.Module):

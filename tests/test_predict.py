@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import cv2
 from pathlib import Path
+import pandas as pd
 import pytest
 import torch
 from media import face_frames, noise_frames, tone, write_corrupt, write_video
@@ -15,7 +16,9 @@ from media import face_frames, noise_frames, tone, write_corrupt, write_video
 from interceptor_lib.data.cache import PreprocessParams
 from interceptor_lib.ensemble import find_member_checkpoints, save_ensemble_config
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.inference import collect_inputs, predict_paths
+from interceptor_lib.inference.format import format_table, results_table, write_results
+from interceptor_lib.inference.inputs import collect_inputs, sample_test_videos
+from interceptor_lib.inference.predict import predict_paths
 from interceptor_lib.models import create_model
 from interceptor_lib.training.checkpoint import save_checkpoint
 
@@ -85,7 +88,7 @@ def test_image_is_scored_by_image_members_only(scored):
 def test_explain_writes_a_png_per_input(scored):
     """One figure per input, named after the whole file name (face.mp4 and face.png do not collide),
     every member that scored it in a row, tiles of at least 224 px."""
-    from interceptor_lib.inference import EXPLAIN_TILE_PX
+    from interceptor_lib.inference.explain import EXPLAIN_TILE_PX
 
     paths = [r["explain"] for r in scored]
     assert len(set(paths)) == 3
@@ -95,6 +98,30 @@ def test_explain_writes_a_png_per_input(scored):
         img = cv2.imread(r["explain"])
         rows = 1 + len(r["members"])
         assert img is not None and img.shape[0] >= rows * EXPLAIN_TILE_PX and img.shape[1] >= 2 * EXPLAIN_TILE_PX
+
+
+def test_results_table_and_record(scored, tmp_path):
+    """The notebook's table: one row per scored input with each member's P(fake); the record is that
+    table in <run>/reports/inference.csv."""
+    table = results_table(scored)
+    assert list(table["input"]) == ["face.mp4", "voice.mp4", "face.png"]
+    assert list(table.columns[:6]) == ["input", "prob", "label", "uncertainty", "faces", "seconds"]
+    assert set(table.columns[6:]) == set(MEMBERS) and table.loc[2, "tm"] != table.loc[2, "tm"]  # NaN: skipped
+    path = write_results(scored, tmp_path)
+    assert path == tmp_path / "reports" / "inference.csv"
+    assert list(pd.read_csv(path)["input"]) == list(table["input"])
+    assert "face.mp4" in format_table(scored) and format_table([]) == ""
+
+
+def test_sample_test_videos_takes_video_files_of_each_class():
+    """Two real then two fake test videos, none from a dataset of face-image sequences."""
+    rows = [{"dataset": ds, "split": split, "label": label, "path": f"{ds}/{split}/{label}/{i}.mp4"}
+            for ds in ("ffpp", "wilddeepfake") for split in ("train", "test") for label in (0, 1) for i in range(3)]
+    index = pd.DataFrame(rows)
+    picked = sample_test_videos(index, per_class=2, seed=0)
+    assert len(picked) == 4 and all(p.startswith("ffpp/test/") for p in picked)
+    assert [p.split("/")[2] for p in picked] == ["0", "0", "1", "1"]
+    assert picked == sample_test_videos(index, per_class=2, seed=0)
 
 
 def test_folders_are_searched_recursively(run):

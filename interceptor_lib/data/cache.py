@@ -316,14 +316,17 @@ def _process_task(task) -> list[dict]:
     for item in task["items"]:
         frames = frames_by_member[item["row"]["member"]] if frames_by_member is not None else None
         try:
-            out.append(_process_video(item, params, frames))
+            out.append(process_video(item, params, frames))
         except MediaError as e:
             out.append(_failure(item, e))
     cpu = (time.process_time() - t0) / max(1, len(out))  # a tar archive's sequences share one read
     return [{**o, "cpu_s": cpu} for o in out]
 
 
-def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
+def process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
+    """Write one video's crop entry to `item["out"]` (frames and clips sampled, faces detected or
+    reused, cropped, audio windows cut); returns its video_id and manifest `meta` (and a kept
+    `failure` for missing audio). MediaError when the video cannot be used."""
     r = item["row"]
     # one decoding thread: the cache's parallelism is its worker processes, and extra FFmpeg threads
     # per process cost CPU time without saving any
@@ -359,7 +362,7 @@ def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
             found, probed = np.asarray(reuse["found"], bool)[j], np.asarray(reuse["probed"], bool)[j]
             box_source = "original_by_time"
         elif params.boxes == "track":
-            det, probe = _detector(params), set(fidx.tolist()) | set(starts.tolist())
+            det, probe = face_detector(params), set(fidx.tolist()) | set(starts.tolist())
             probed = np.array([int(f) in probe for f in union])
             found_boxes = track_faces(det, imgs, probed.tolist(), params.full_detect_every)
             try:
@@ -370,7 +373,7 @@ def _process_video(item: dict, params: PreprocessParams, frames=None) -> dict:
             # Detect on the evenly spaced frames and the first frame of each clip; the other clip
             # frames (a fraction of a second later) take the nearest detected box. Halves the
             # detector's work, which dominates building the cache.
-            det, probe = _detector(params), set(fidx.tolist()) | set(starts.tolist())
+            det, probe = face_detector(params), set(fidx.tolist()) | set(starts.tolist())
             dets = [det.detect(im) if int(f) in probe else None for f, im in zip(union, imgs)]
             probed = np.array([int(f) in probe for f in union])
             try:
@@ -454,7 +457,8 @@ def _audio_windows(wave: np.ndarray, starts: np.ndarray, params: PreprocessParam
     return out
 
 
-def _detector(params: PreprocessParams):
+def face_detector(params: PreprocessParams):
+    """The face detector `params` name (detector, model file, size limit), built once per process."""
     key = (params.detector, params.detector_model, params.detect_max_side)
     if key not in _DETECTOR:
         _DETECTOR[key] = create_face_detector(params.detector, params.detector_model, max_side=params.detect_max_side)

@@ -1,23 +1,11 @@
 """Export a detector or the ensemble to TorchScript and ONNX, and check the exported file against eager.
 
-    from interceptor_lib.export import example_batch, export_model
     model = create_model("av", backbone="efficientnet_b4")          # trained weights loaded
     report = export_model(model, example_batch(model, size=224), "exports/av")
     # exports/av/av.pt (TorchScript), exports/av/av.onnx, exports/av/av_export.json (parity, timings)
 
-The exported graph takes positional tensors and returns a tuple; `ExportWrapper` turns the batch-dict
-contract of models/base.py into that:
-  inputs   in the order of INPUT_ORDER, the keys the model reads: image models (image), clip models
-           (clip), `av` (clip, audio, has_audio), an ensemble the union of its members' keys
-           (e.g. image, clip, audio, has_audio). has_audio is passed as bool.
-  outputs  detectors (prob (B,), logits (B, 2)); ensembles (prob, logits, member_probs (B, M),
-           uncertainty (B,)).
-The keys and output names are stored in the file (TorchScript: an extra file; ONNX: metadata_props
-and the graph's input/output names), so `ExportedModel(path)` runs it from a batch dict without
-the original module and without this package's models. The batch dimension is dynamic (ONNX:
-`dynamic_batch=True`, one symbol shared by all inputs; a TorchScript trace records size ops, so it
-is batch-generic unless the model branches on the batch size in Python); image size, clip length T
-and audio length S are fixed at export time.
+The graph's inputs and outputs are the model's batch keys (`export.signature`); the file records
+them, so `export.runtime.ExportedModel` runs it from a batch dict.
 
 ONNX goes through torch.export, which refuses what a trace would silently bake in: Python branches
 on tensor values (`if float(t) > 0`) and batch sizes turned into Python ints (`len(tensor)`). The
@@ -48,173 +36,16 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from interceptor_lib.errors import InterceptorError
-from interceptor_lib.models.base import DetectorBase
+from interceptor_lib.export.errors import ExportError, ParityError
+from interceptor_lib.export.runtime import FORMATS, META_KEY, SUFFIXES, ExportedModel, require_packages
+from interceptor_lib.export.signature import (ENSEMBLE_OUTPUTS, ExportWrapper, batch_inputs, batch_like, batch_rows,
+                                              export_input_keys, model_label)
 
-INPUT_ORDER = ("image", "clip", "audio", "has_audio")  # positional order of the exported graph's inputs
-DETECTOR_OUTPUTS = ("prob", "logits")
-ENSEMBLE_OUTPUTS = ("prob", "logits", "member_probs", "uncertainty")
-FORMATS = ("torchscript", "onnx")
-SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx"}
-META_KEY = "interceptor_export"  # TorchScript extra file name / ONNX metadata_props key (JSON)
 DEFAULT_OPSET = 18  # ONNX opset: STFT (av's log-mel) needs >= 17; onnxruntime >= 1.14 runs 18
 # max |exported - eager| accepted on every output, float32, scaled by max(1, max |eager|) of that
 # output: absolute for probabilities, relative for logits, whose rounding grows with their size
 # (kernels that sum in another order differ by ~1e-5 of the value)
 DEFAULT_TOLERANCE = 1e-4
-
-
-class ExportError(InterceptorError, RuntimeError):
-    """A model cannot be exported to a format (an op the exporter does not support, a trace that does
-    not reproduce eager); the message names the model and the format."""
-
-    def __init__(self, message: str, model_name: str = "", fmt: str = ""):
-        super().__init__(message)
-        self.model_name, self.format = model_name, fmt
-
-
-class ExportDependencyMissing(ExportError, ImportError):
-    """The package a format needs (onnx, onnxscript, onnxruntime) is not installed."""
-
-
-class ParityError(ExportError, ValueError):
-    """The exported model's outputs differ from eager by more than the tolerance."""
-
-
-# ---------------------------------------------------------------------------------------------
-# What a model reads and returns
-
-def model_label(model: nn.Module) -> str:
-    """The registry name (`model.model_name`) or, for ensembles and other modules, the class name."""
-    return getattr(model, "model_name", "") or type(model).__name__
-
-
-def _reads_audio(detector: nn.Module) -> bool:
-    from interceptor_lib.models.specialists.audio_visual import AudioVisualModule
-
-    return any(isinstance(m, AudioVisualModule) for m in detector.modules())
-
-
-def model_input_keys(model: nn.Module) -> tuple[str, ...]:
-    """The batch keys `model` reads, in INPUT_ORDER: a declared `model.input_keys`, else derived from
-    every detector (DetectorBase) in it: its `input_kind`, plus audio and has_audio for the
-    audio-visual specialist. For an ensemble that is the union over its members."""
-    declared = getattr(model, "input_keys", None)
-    if declared:
-        return tuple(declared)
-    detectors = [m for m in model.modules() if isinstance(m, DetectorBase)]
-    if not detectors:
-        raise ExportError(f"cannot tell which batch keys {model_label(model)!r} reads: it holds no DetectorBase "
-                          f"model; pass input_keys=(...) (a subset of {INPUT_ORDER} in that order)",
-                          model_label(model))
-    keys = set()
-    for d in detectors:
-        keys.add(d.input_kind)
-        if _reads_audio(d):
-            keys |= {"audio", "has_audio"}
-    return tuple(k for k in INPUT_ORDER if k in keys)
-
-
-def model_output_keys(model: nn.Module) -> tuple[str, ...]:
-    """(prob, logits) for a detector; (prob, logits, member_probs, uncertainty) for anything else
-    (the ensemble's prediction dict)."""
-    return DETECTOR_OUTPUTS if isinstance(model, DetectorBase) else ENSEMBLE_OUTPUTS
-
-
-class ExportWrapper(nn.Module):
-    """`model` (batch dict -> prediction dict) as positional tensors -> tuple, the form TorchScript and
-    ONNX graphs take. `forward(*inputs)` builds {input_keys[i]: inputs[i]} and returns the outputs in
-    `output_keys` order (defaults: model_input_keys / model_output_keys)."""
-
-    def __init__(self, model: nn.Module, input_keys: Sequence[str] | None = None,
-                 output_keys: Sequence[str] | None = None):
-        super().__init__()
-        self.model = model
-        self.input_keys = tuple(input_keys) if input_keys else model_input_keys(model)
-        self.output_keys = tuple(output_keys) if output_keys else model_output_keys(model)
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if len(inputs) != len(self.input_keys):
-            raise ExportError(f"{model_label(self.model)} export takes {len(self.input_keys)} tensors "
-                              f"{self.input_keys}, got {len(inputs)}", model_label(self.model))
-        out = self.model(dict(zip(self.input_keys, inputs)))
-        return tuple(out[k] for k in self.output_keys)
-
-
-def batch_inputs(batch: dict, keys: Sequence[str]) -> tuple[torch.Tensor, ...]:
-    """The tensors of `batch` for `keys`, in order; has_audio as bool (True for every row when the
-    batch has audio but no has_audio, the model's own default)."""
-    out = []
-    for k in keys:
-        if k == "has_audio":
-            ref = batch.get("audio", next(iter(batch.values())))
-            has = batch.get("has_audio", torch.ones(ref.shape[0], dtype=torch.bool))
-            out.append(torch.as_tensor(has).to(torch.bool))
-        elif k not in batch:
-            raise ExportError(f"the exported model reads batch[{k!r}] (inputs {tuple(keys)}); the batch has "
-                              f"keys {sorted(batch)}")
-        else:
-            out.append(batch[k])
-    return tuple(out)
-
-
-def _export_keys(model: nn.Module, batch: dict, input_keys: Sequence[str] | None) -> tuple[str, ...]:
-    """Keys the export takes: `input_keys`, else the model's keys that the example batch has (has_audio
-    follows audio). A model that needs a key the batch lacks fails in its forward, with its message."""
-    if input_keys:
-        return tuple(input_keys)
-    keys = [k for k in model_input_keys(model) if k in batch or (k == "has_audio" and "audio" in batch)]
-    if not keys:
-        raise ExportError(f"the example batch (keys {sorted(batch)}) has none of the inputs "
-                          f"{model_input_keys(model)} that {model_label(model)!r} reads", model_label(model))
-    return tuple(keys)
-
-
-def _batch_size(inputs: Sequence[torch.Tensor]) -> int:
-    return int(inputs[0].shape[0])
-
-
-def example_batch(model_or_keys: nn.Module | Sequence[str], batch_size: int = 2, size: int = 224,
-                  frames: int = 4, audio_seconds: float = 1.0, sample_rate: int = 16000,
-                  seed: int = 0) -> dict:
-    """A random batch with the keys a model (or an explicit key list) reads: image (B, 3, size, size),
-    clip (B, frames, 3, size, size), audio (B, audio_seconds * sample_rate), has_audio (B,) bool
-    alternating True/False from True (so both of av's branches run)."""
-    keys = model_input_keys(model_or_keys) if isinstance(model_or_keys, nn.Module) else tuple(model_or_keys)
-    g = torch.Generator().manual_seed(seed)
-    shapes = {"image": (batch_size, 3, size, size), "clip": (batch_size, frames, 3, size, size),
-              "audio": (batch_size, int(round(audio_seconds * sample_rate)))}
-    batch = {}
-    for k in keys:
-        if k == "has_audio":
-            batch[k] = torch.arange(batch_size) % 2 == 0
-        elif k in shapes:
-            batch[k] = torch.randn(*shapes[k], generator=g) * (0.1 if k == "audio" else 1.0)
-        else:
-            raise ExportError(f"example_batch knows the keys {INPUT_ORDER}, not {k!r}")
-    return batch
-
-
-def batch_like(batch: dict, batch_size: int | None = None, seed: int = 1) -> dict:
-    """A fresh random batch with `batch`'s keys, dtypes and per-item shapes, and `batch_size` rows
-    (default: one more than `batch`): the parity batch. Float tensors get the same mean and std as
-    `batch`'s; bool/integer tensors a random pattern that has both values when B >= 2."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in batch.items():
-        if not isinstance(v, torch.Tensor) or v.dim() == 0:
-            out[k] = v
-            continue
-        b = batch_size or v.shape[0] + 1
-        shape = (b, *v.shape[1:])
-        if v.is_floating_point():
-            std = float(v.float().std()) if v.numel() > 1 else 1.0
-            out[k] = (torch.randn(*shape, generator=g) * std + float(v.float().mean())).to(v.dtype)
-        else:
-            bits = torch.randint(0, 2, shape, generator=g)
-            bits.view(-1)[:2] = torch.tensor([1, 0])[: bits.numel()]
-            out[k] = bits.to(v.dtype)
-    return out
 
 
 @contextlib.contextmanager
@@ -289,16 +120,8 @@ def _meta(label: str, fmt: str, keys: Sequence[str], outputs: Sequence[str], inp
     return {"model": label, "format": fmt, "inputs": list(keys), "outputs": list(outputs),
             "input_shapes": {k: ["B", *x.shape[1:]] for k, x in zip(keys, inputs)},
             "input_dtypes": {k: str(x.dtype).replace("torch.", "") for k, x in zip(keys, inputs)},
-            "example_batch_size": _batch_size(inputs), "dynamic_batch": dynamic_batch,
+            "example_batch_size": batch_rows(inputs), "dynamic_batch": dynamic_batch,
             "torch": torch.__version__, **extra}
-
-
-def _format_of(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    for fmt, s in SUFFIXES.items():
-        if suffix == s or (fmt == "torchscript" and suffix in (".pt", ".ts", ".pth")):
-            return fmt
-    raise ExportError(f"cannot tell the format of {path}: expected a .pt/.ts (TorchScript) or .onnx file")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +132,7 @@ def _prepare(model: nn.Module, example_batch: dict, input_keys: Sequence[str] | 
     """(label, wrapper, example inputs, eager outputs) for an export, in eval mode. Output keys
     default to those of ENSEMBLE_OUTPUTS the model returns (prob and logits are required)."""
     label = model_label(model)
-    keys = _export_keys(model, example_batch, input_keys)
+    keys = export_input_keys(model, example_batch, input_keys)
     inputs = batch_inputs(example_batch, keys)
     with _eval_mode(model), torch.no_grad(), _quiet():
         try:
@@ -364,17 +187,6 @@ def export_torchscript(model: nn.Module, example_batch: dict, path: str | Path, 
 # ---------------------------------------------------------------------------------------------
 # ONNX
 
-ONNX_PACKAGES = {"onnx": "onnx>=1.17", "onnxscript": "onnxscript>=0.3", "onnxruntime": "onnxruntime>=1.17"}
-
-
-def _require(packages: Sequence[str], label: str, fmt: str, why: str) -> None:
-    missing = [p for p in packages if importlib.util.find_spec(p) is None]
-    if missing:
-        pins = " ".join(f"'{ONNX_PACKAGES[p]}'" for p in missing)
-        raise ExportDependencyMissing(f"{fmt} export of {label!r} needs {', '.join(missing)} ({why}); "
-                                      f"install with: pip install {pins}", label, fmt)
-
-
 def export_onnx(model: nn.Module, example_batch: dict, path: str | Path, *, dynamic_batch: bool = True,
                 opset: int = DEFAULT_OPSET, input_keys: Sequence[str] | None = None,
                 output_keys: Sequence[str] | None = None, tolerance: float = DEFAULT_TOLERANCE) -> Path:
@@ -386,9 +198,9 @@ def export_onnx(model: nn.Module, example_batch: dict, path: str | Path, *, dyna
     reproduces eager on the example within `tolerance`. Raises ExportDependencyMissing without
     onnx/onnxscript/onnxruntime, ExportError when the export fails, ParityError when the check does."""
     fmt = "onnx"
-    _require(("onnx", "onnxscript", "onnxruntime"), model_label(model), fmt,
+    require_packages(("onnx", "onnxscript", "onnxruntime"), model_label(model), fmt,
              "torch.onnx.export's dynamo path translates with onnxscript; onnx and onnxruntime check the file")
-    import onnx
+    import onnx  # optional: only the ONNX format needs it
 
     label, wrapper, inputs, ref = _prepare(model, example_batch, input_keys, output_keys, fmt)
     path = Path(path)
@@ -440,66 +252,7 @@ def export_onnx(model: nn.Module, example_batch: dict, path: str | Path, *, dyna
 
 
 # ---------------------------------------------------------------------------------------------
-# Running an exported file
-
-class ExportedModel:
-    """An exported file run without the original module: TorchScript through torch.jit.load, ONNX
-    through an onnxruntime InferenceSession (CPU, `threads` intra-op threads; default torch's
-    count, so timings compare like with like).
-
-        runner = ExportedModel("exports/av/av.onnx")
-        out = runner(batch)            # {"prob": (B,), "logits": (B, 2)} as torch tensors
-        prob, logits = runner.run(clip, audio, has_audio)
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None):
-        self.path = Path(path)
-        self.format = _format_of(self.path)
-        if not self.path.is_file():
-            raise ExportError(f"no exported model at {self.path}", fmt=self.format)
-        if self.format == "torchscript":
-            extra = {META_KEY: ""}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 marks TorchScript deprecated
-                self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra)
-            self.meta = json.loads(extra[META_KEY] or "{}")
-        else:
-            _require(("onnxruntime",), self.path.stem, "onnx", "it runs the exported file")
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads or torch.get_num_threads()
-            opts.log_severity_level = 3  # errors only
-            # Idle threads sleep instead of spinning: spinning ORT threads would steal the cores from
-            # torch (eager) between calls, and from the rest of the process.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-            self.meta = json.loads(self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}"))
-            self._feeds = [(i.name, i.type) for i in self.session.get_inputs()]
-        if not self.meta.get("inputs"):
-            raise ExportError(f"{self.path} has no {META_KEY} metadata: it was not written by "
-                              f"interceptor_lib.export", fmt=self.format)
-        self.input_keys: tuple[str, ...] = tuple(self.meta["inputs"])
-        self.output_keys: tuple[str, ...] = tuple(self.meta["outputs"])
-
-    def run(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Positional tensors (in `input_keys` order) -> outputs (in `output_keys` order)."""
-        if self.format == "torchscript":
-            with torch.no_grad():
-                return tuple(self.module(*inputs))
-        feeds = {}
-        for (name, typ), x in zip(self._feeds, inputs):
-            x = x.detach().cpu()
-            if typ == "tensor(bool)":
-                x = x.to(torch.bool)
-            elif typ == "tensor(float)":
-                x = x.float()
-            feeds[name] = x.contiguous().numpy()
-        return tuple(torch.from_numpy(o) for o in self.session.run(None, feeds))
-
-    def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
-        return dict(zip(self.output_keys, self.run(*batch_inputs(batch, self.input_keys))))
-
+# Parity and speed against eager
 
 def check_parity(model: nn.Module, exported_path: str | Path, batch: dict,
                  tolerance: float = DEFAULT_TOLERANCE) -> dict:
@@ -516,13 +269,13 @@ def check_parity(model: nn.Module, exported_path: str | Path, batch: dict,
     try:
         got = runner.run(*inputs)
     except Exception as e:
-        raise ExportError(f"{runner.format} export of {label!r} fails on a batch of {_batch_size(inputs)} "
+        raise ExportError(f"{runner.format} export of {label!r} fails on a batch of {batch_rows(inputs)} "
                           f"(exported with {runner.meta.get('example_batch_size')}): {_summary(e)}",
                           label, runner.format) from e
     diffs = _max_diffs(ref, got, runner.output_keys, label, runner.format)
     worst = max(diffs.values())
     return {"format": runner.format, "path": str(exported_path), "inputs": list(runner.input_keys),
-            "outputs": list(runner.output_keys), "batch_size": _batch_size(inputs),
+            "outputs": list(runner.output_keys), "batch_size": batch_rows(inputs),
             "example_batch_size": runner.meta.get("example_batch_size"), "max_abs_diff": diffs,
             "max_abs_diff_all": worst, "tolerance": tolerance, "passed": _within(ref, diffs, tolerance)}
 
@@ -558,7 +311,7 @@ def compare_speed(model: nn.Module, exported_path: str | Path, batch: dict, roun
                     exported.append(t_exp * 1e3)
     finally:
         torch.set_num_threads(before)
-    return {"format": runner.format, "batch_size": _batch_size(inputs), "threads": threads,
+    return {"format": runner.format, "batch_size": batch_rows(inputs), "threads": threads,
             "rounds": rounds, "eager_ms": min(eager), "exported_ms": min(exported),
             "ratio": min(exported) / min(eager),
             "median_ratio": statistics.median(x / e for x, e in zip(exported, eager))}
@@ -581,11 +334,11 @@ def export_model(model: nn.Module, example_batch: dict, out_dir: str | Path,
     name = name or model_label(model)
     out_dir = Path(out_dir)
     if parity_batch is None:
-        n = _batch_size(batch_inputs(example_batch, _export_keys(model, example_batch, input_keys)))
+        n = batch_rows(batch_inputs(example_batch, export_input_keys(model, example_batch, input_keys)))
         parity_batch = batch_like(example_batch, n + 1 if dynamic_batch else n)
     report = {"model": name, "torch": torch.__version__, "tolerance": tolerance, "formats": {}}
     if "onnx" in formats and importlib.util.find_spec("onnxruntime") is not None:
-        import onnxruntime
+        import onnxruntime  # optional: only the ONNX format needs it
 
         report["onnxruntime"] = onnxruntime.__version__
     for fmt in formats:
