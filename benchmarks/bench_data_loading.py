@@ -28,7 +28,8 @@ import torch
 from skimage import data as skdata
 from torch.utils.data import DataLoader
 
-from interceptor_lib.data.cache import PreprocessParams, build_cache
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.datasets import FrameDataset, build_transform
 from interceptor_lib.data.table import make_table
 from interceptor_lib.data.video import VideoSource, sample_frame_indices, write_video

@@ -31,7 +31,9 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from interceptor_lib.data.cache import PreprocessParams, build_cache, face_detector
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.cache import build_cache
+from interceptor_lib.data.extract import face_detector
 from interceptor_lib.data.crops_file import CropReader, encode_crop
 from interceptor_lib.data.faces import CropSpec, box_iou, crop_face, track_faces
 from interceptor_lib.data.table import make_table

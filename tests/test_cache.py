@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from media import face_frames, noise_frames, tone, write_corrupt, write_video
 
-from interceptor_lib.data.cache import FaceCropCache, PreprocessParams, build_cache
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.cache import FaceCropCache, build_cache
 from interceptor_lib.data.table import make_table
 from interceptor_lib.data.video import sample_clip_starts, sample_frame_indices
 from interceptor_lib.errors import PreprocessError
@@ -177,7 +178,7 @@ def test_wilddeepfake_tar_sequences_are_read_in_one_pass_without_detection(tmp_p
 def test_a_full_disk_stops_with_a_message_and_keeps_finished_entries(tmp_path, videos, monkeypatch):
     import errno
 
-    from interceptor_lib.data import cache as cache_mod
+    from interceptor_lib.data import extract as extract_mod
     from interceptor_lib.data import crops_file
 
     real_write = crops_file.write_entry
@@ -191,12 +192,12 @@ def test_a_full_disk_stops_with_a_message_and_keeps_finished_entries(tmp_path, v
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, entry)
 
-    monkeypatch.setattr(cache_mod, "write_entry", write_or_fill_disk)
+    monkeypatch.setattr(extract_mod, "write_entry", write_or_fill_disk)
     with pytest.raises(PreprocessError, match="disk full.*1 videos are cached"):
         build_cache(table(videos, ["real", "silent"]), params(), tmp_path, progress=False)
     cache = FaceCropCache(tmp_path, params())
     assert cache.manifest()["video_id"].tolist() == ["dfdc/real"]
-    monkeypatch.setattr(cache_mod, "write_entry", real_write)
+    monkeypatch.setattr(extract_mod, "write_entry", real_write)
     again = build_cache(table(videos, ["real", "silent"]), params(), tmp_path, progress=False)
     assert sorted(again.manifest()["video_id"]) == ["dfdc/real", "dfdc/silent"]
 

@@ -6,7 +6,8 @@ import torch
 from media import face_frames, tone, write_video
 from torch.utils.data import DataLoader
 
-from interceptor_lib.data.cache import PreprocessParams, build_cache
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.datasets import BalancedSampler, ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.table import make_table
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 from media import face_frames, write_video
 
-from interceptor_lib.data.cache import PreprocessParams, build_cache
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.datasets import FrameDataset, build_transform
 from interceptor_lib.data.table import make_table
 from interceptor_lib.errors import InterceptorError

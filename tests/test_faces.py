@@ -130,7 +130,7 @@ def test_nearby_search_finds_the_box_the_full_search_finds_with_fewer_full_searc
 
 
 def test_nearest_in_time_maps_frames_across_frame_counts_and_rates():
-    from interceptor_lib.data.cache import nearest_in_time
+    from interceptor_lib.data.extract import nearest_in_time
 
     source = np.array([0, 10, 20, 30])                # a 25 fps original's stored frames
     assert nearest_in_time(np.array([0, 10, 20, 30]), 25.0, source, 25.0).tolist() == [0, 1, 2, 3]

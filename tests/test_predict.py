@@ -13,7 +13,7 @@ import pytest
 import torch
 from media import face_frames, noise_frames, tone, write_corrupt, write_video
 
-from interceptor_lib.data.cache import PreprocessParams
+from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.ensemble import find_member_checkpoints, save_ensemble_config
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.inference.format import format_table, results_table, write_results

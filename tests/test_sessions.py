@@ -15,7 +15,8 @@ from media import face_frames, write_video
 
 from interceptor_lib.layout import done_record
 from interceptor_lib.params import load_params
-from interceptor_lib.data.cache import FaceCropCache, PreprocessParams, PreprocessStopped, build_cache
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.cache import FaceCropCache, PreprocessStopped, build_cache
 from interceptor_lib.pipeline.prepare import preprocess_order
 from interceptor_lib.data.table import make_table
 from interceptor_lib.errors import InterceptorError, ParamsError

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from interceptor_lib.data.cache import PreprocessParams
+from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.data.datasets import build_transform
 from interceptor_lib.ensemble import Ensemble
 from interceptor_lib.errors import InterceptorError

@@ -27,7 +27,7 @@ from typing import Callable
 import av
 import cv2
 
-from interceptor_lib.data.cache import PreprocessParams
+from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_config
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.inference.explain import explain_file_name, explain_input

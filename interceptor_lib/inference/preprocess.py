@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 
 from interceptor_lib.config.load import PARAMS_DIR
-from interceptor_lib.data.cache import PreprocessParams, face_detector, process_video
+from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.data.extract import face_detector, process_video
 from interceptor_lib.data.crops_file import CropReader, decode_crop, encode_crop
 from interceptor_lib.data.faces import CropSpec, crop_face
 from interceptor_lib.data.video import IMAGE_SUFFIXES
