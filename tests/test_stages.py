@@ -203,7 +203,7 @@ def test_unfreeze_schedule_reaches_the_train_config(stage_params):
 
 def test_replay_mixes_earlier_training_videos_and_seen_validation_picks_the_checkpoint(stage_params, stage1,
                                                                                      monkeypatch):
-    from interceptor_lib.training import stages
+    from interceptor_lib.pipeline import stages
 
     p = load_params("smoke", overrides={**overrides_for(stage_params.output_dir), "train.select_on": "seen",
                                         "train.stages.stage2.replay": 0.4})

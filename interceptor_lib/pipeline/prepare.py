@@ -150,6 +150,7 @@ def pretrain_backbone(params, progress: bool = True) -> dict:
     training crops, within the output folder's storage budget; returns its record."""
     from interceptor_lib.training import pretext  # late: it imports torch and timm
 
+    pretext.require_steps(params.train.pretext)  # before reading any crop
     crops = pretext.real_training_crops(load_index(params), crop_cache(params))
     return pretext.pretrain_backbone(params.train.pretext, params.train.backbone, params.seed, crops,
                                      lambda nbytes, what: require_room(params, nbytes, what), progress)

@@ -115,6 +115,13 @@ def _fingerprint(settings: dict, crops: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
+def require_steps(cfg: PretextParams) -> None:
+    """Raise PretextError when `cfg` trains no pretext backbone (steps 0)."""
+    if cfg.steps <= 0:
+        raise PretextError("train.pretext.steps is 0: this profile takes its backbone weights from "
+                           "train.weights / the local ImageNet cache, not from a pretext")
+
+
 def pretrain_backbone(cfg: PretextParams, backbone: str, seed: int, crops: np.ndarray,
                       ensure_room: Callable[[int, str], None] | None = None, progress: bool = True) -> dict:
     """Train timm `backbone` on the degradation pretext with `crops` (real training faces,
@@ -122,9 +129,7 @@ def pretrain_backbone(cfg: PretextParams, backbone: str, seed: int, crops: np.nd
     accuracy per 10 % of the steps, seconds). Reuses an existing file made with the same settings from
     the same crops. `ensure_room(bytes, what)` raises before the file is written when the disk budget
     cannot hold it."""
-    if cfg.steps <= 0:
-        raise PretextError("train.pretext.steps is 0: this profile takes its backbone weights from "
-                           "train.weights / the local ImageNet cache, not from a pretext")
+    require_steps(cfg)
     out = Path(cfg.out)
     record_path = out.with_suffix(".json")
     settings = {**asdict(cfg), "backbone": backbone, "seed": seed}
