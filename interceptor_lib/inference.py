@@ -54,7 +54,8 @@ from interceptor_lib.data.crops_file import CropReader, decode_crop, encode_crop
 from interceptor_lib.data.datasets import build_transform
 from interceptor_lib.data.faces import CropSpec, crop_face
 from interceptor_lib.data.video import IMAGE_SUFFIXES
-from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_config
+from interceptor_lib.ensemble.combine import Ensemble
+from interceptor_lib.ensemble.store import load_ensemble, read_ensemble_config
 from interceptor_lib.errors import InterceptorError, MediaError
 from interceptor_lib.models.explain import grad_cam
 from interceptor_lib.layout import RunPaths
