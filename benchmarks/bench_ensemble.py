@@ -42,7 +42,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from interceptor_lib.ensemble import Ensemble
+from interceptor_lib.ensemble.combine import Ensemble
 from interceptor_lib.models import create_model, list_models
 
 

@@ -32,9 +32,9 @@ from interceptor_lib.models import create_model, list_models
 
 
 def build_ensemble(members: dict):
-    """The specialists as one Ensemble with a shared trunk (None when ensemble.py is absent)."""
+    """The specialists as one Ensemble with a shared trunk (None when the ensemble package is absent)."""
     try:
-        from interceptor_lib.ensemble import Ensemble
+        from interceptor_lib.ensemble.combine import Ensemble
     except ImportError:
         return None
     first = next(iter(members.values()))

@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from interceptor_lib.ensemble import (AUDIO_PRIOR_VIDEOS, Ensemble, EnsembleError, choose_threshold, ensemble_probs,
-                                      find_member_checkpoints, fit_ensemble, fit_weights, load_ensemble,
-                                      save_ensemble_config, trunk_hash)
+from interceptor_lib.ensemble.combine import Ensemble, EnsembleError, trunk_hash
+from interceptor_lib.ensemble.fit import AUDIO_PRIOR_VIDEOS, choose_threshold, ensemble_probs, fit_ensemble, fit_weights
+from interceptor_lib.ensemble.store import find_member_checkpoints, load_ensemble, load_member, save_ensemble_config
+from interceptor_lib.layout import RunPaths
 from interceptor_lib.models import create_model, list_models
 from interceptor_lib.training.checkpoint import save_checkpoint
 
@@ -233,10 +234,10 @@ def test_config_round_trip_and_last_stage_checkpoints(tmp_path):
             ckpt = out / "runs" / name / stage / "checkpoints" / "epoch-001"
             save_member(ckpt, name, seed=i)
             (out / "runs" / name / stage / "done.json").write_text(json.dumps({"best": str(ckpt)}))
-    found = find_member_checkpoints(out)
+    found = find_member_checkpoints(RunPaths.at(out))
     assert found["ll"].parts[-3] == "stage2" and found["tm"].parts[-3] == "stage1"
     with pytest.raises(EnsembleError, match="no finished training stage"):
-        find_member_checkpoints(out, ["ll", "bg"])
+        find_member_checkpoints(RunPaths.at(out), ["ll", "bg"])
 
     with pytest.raises(EnsembleError, match="combination"):
         save_ensemble_config(out, found, None, threshold=0.4, combination="median")
@@ -265,7 +266,6 @@ def test_a_stage_fp16_export_loads_as_a_member(tmp_path):
     """done.json's fp16 weights-only export (model name and config in its metadata) rebuilds the model."""
     from dataclasses import asdict
 
-    from interceptor_lib.ensemble import load_member
     from interceptor_lib.training.checkpoint import export_weights
 
     m = make("tm", seed=5)

@@ -144,7 +144,7 @@ def test_exported_files_run_in_a_fresh_process_without_the_package(exports, tmp_
 
 
 # ---------------------------------------------------------------------------------------------
-# The ensemble: a stand-in with Ensemble's interface (fast, independent of ensemble.py), then the real one
+# The ensemble: a stand-in with Ensemble's interface (fast, independent of ensemble/combine.py), then the real one
 
 class StandInEnsemble(nn.Module):
     """Ensemble's interface: batch (image, clip, audio, has_audio) -> prob, member_probs (B, 3),
@@ -196,7 +196,7 @@ def test_stand_in_ensemble_exports_four_inputs_and_outputs(tmp_path):
 
 @pytest.fixture(scope="module")
 def ensemble():
-    ens_mod = pytest.importorskip("interceptor_lib.ensemble")
+    ens_mod = pytest.importorskip("interceptor_lib.ensemble.combine")
     members = {"ll": make("ll", 0), "av": make("av", 1)}  # image + clip + audio inputs
     first = members["ll"]
     members["av"].backbone.model.load_state_dict(first.trunk_state(), strict=False)  # one shared trunk
@@ -217,11 +217,11 @@ def test_ensemble_export_matches_eager_on_a_fresh_batch(ensemble, tmp_path, fmt)
         export = export_torchscript if fmt == "torchscript" else export_onnx
         path = export(ensemble, example, tmp_path / f"ens{SUFFIX[fmt]}")
     except ExportError as e:
-        # ensemble.py's forward uses len(tensor) / float(tensor) / a set of sizes, which torch.export
+        # ensemble/combine.py's forward uses len(tensor) / float(tensor) / a set of sizes, which torch.export
         # must specialise (batch size) or cannot trace (data-dependent); see the export report.
-        if fmt == "onnx" and ("ensemble.py" in str(e) or "specialized it to be a constant" in str(e)
+        if fmt == "onnx" and ("combine.py" in str(e) or "specialized it to be a constant" in str(e)
                               or "SymInt" in str(e)):
-            pytest.xfail(f"interceptor_lib/ensemble.py is not torch.export-friendly yet: {str(e)[:300]}")
+            pytest.xfail(f"interceptor_lib/ensemble/combine.py is not torch.export-friendly yet: {str(e)[:300]}")
         raise
     r = check_parity(ensemble, path, fresh)
     assert set(r["max_abs_diff"]) == set(ENSEMBLE_OUTPUTS)

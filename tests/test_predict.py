@@ -14,11 +14,13 @@ import torch
 from media import face_frames, noise_frames, tone, write_corrupt, write_video
 
 from interceptor_lib.config.schema import PreprocessParams
-from interceptor_lib.ensemble import find_member_checkpoints, save_ensemble_config
+from interceptor_lib.ensemble.score import member_video_probs
+from interceptor_lib.ensemble.store import find_member_checkpoints, load_ensemble, save_ensemble_config
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.inference.format import format_table, results_table, write_results
 from interceptor_lib.inference.inputs import collect_inputs, sample_test_videos
 from interceptor_lib.inference.predict import predict_paths
+from interceptor_lib.layout import RunPaths
 from interceptor_lib.models import create_model
 from interceptor_lib.training.checkpoint import save_checkpoint
 
@@ -36,8 +38,8 @@ def run(tmp_path_factory):
         ckpt = out / "runs" / name / "stage1" / "checkpoints" / "epoch-001"
         save_checkpoint(ckpt, {"model": m.state_dict(), "config": {"model_name": name, "model": asdict(m.config)}})
         (ckpt.parent.parent / "done.json").write_text(json.dumps({"best": str(ckpt)}))
-    save_ensemble_config(out, find_member_checkpoints(out), {"ll": 0.5, "tm": 0.3, "av": 0.2}, threshold=0.5,
-                         preprocess=PREPROCESS, metadata={"profile": "test"},
+    save_ensemble_config(out, find_member_checkpoints(RunPaths.at(out)), {"ll": 0.5, "tm": 0.3, "av": 0.2},
+                         threshold=0.5, preprocess=PREPROCESS, metadata={"profile": "test"},
                          audio={"weights": {"ll": 0.1, "tm": 0.2, "av": 0.7}, "temperature": None})
     media = out / "media"
     files = {
@@ -180,7 +182,6 @@ def test_predict_preprocesses_exactly_like_the_training_cache(run, tmp_path):
 
     from interceptor_lib.data.cache import build_cache
     from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
-    from interceptor_lib.ensemble import load_ensemble, member_video_probs
 
     out, f = run
     pp = dataclasses.replace(PREPROCESS, workers=1)

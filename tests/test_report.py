@@ -3,8 +3,9 @@
 import pandas as pd
 import pytest
 
-from interceptor_lib.params import load_params
+from interceptor_lib.ensemble.store import save_ensemble_config
 from interceptor_lib.errors import InterceptorError
+from interceptor_lib.params import load_params
 from interceptor_lib.pipeline.report import BEGIN, END, results_markdown, update_readme
 
 
@@ -32,8 +33,6 @@ def test_markdown_from_results_csv(tmp_path):
     assert md.index("FF++") < md.index("DFDC")
     assert "0.750 / 0.500" in md
     # the ensemble's weights, both sets when it has one for videos with audio
-    from interceptor_lib.ensemble import save_ensemble_config
-
     members = {n: tmp_path / "runs" / n for n in ("ll", "av")}
     save_ensemble_config(tmp_path, members, {"ll": 3, "av": 1}, 0.4)
     assert "Ensemble weights (fitted on validation): ll 0.75, av 0.25; threshold 0.400." in results_markdown(params)

@@ -15,7 +15,7 @@ import torch
 
 from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.data.datasets import build_transform
-from interceptor_lib.ensemble import Ensemble
+from interceptor_lib.ensemble.combine import Ensemble
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.inference.preprocess import Prepared
 from interceptor_lib.inference.score import clip_batch, to_tensor

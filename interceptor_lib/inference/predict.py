@@ -28,7 +28,8 @@ import av
 import cv2
 
 from interceptor_lib.config.schema import PreprocessParams
-from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_config
+from interceptor_lib.ensemble.combine import Ensemble
+from interceptor_lib.ensemble.store import load_ensemble, read_ensemble_config
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.inference.explain import explain_file_name, explain_input
 from interceptor_lib.inference.inputs import collect_inputs

@@ -24,11 +24,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
+from sklearn.metrics import confusion_matrix, roc_curve
 
+from interceptor_lib.ensemble.combine import Ensemble
+from interceptor_lib.ensemble.fit import ensemble_probs, fit_ensemble
+from interceptor_lib.ensemble.score import member_item_probs
+from interceptor_lib.ensemble.store import (find_member_checkpoints, load_member, read_ensemble_config,
+                                            save_ensemble_config)
 from interceptor_lib.errors import InterceptorError
+from interceptor_lib.layout import RunPaths
 from interceptor_lib.metrics.scores import (aggregate_videos, binary_metrics, bootstrap_auc_ci,
-                                                choose_threshold, evaluate, has_both_classes, per_group_metrics)
+                                                choose_threshold, has_both_classes, per_group_metrics)
+from interceptor_lib.pipeline.prepare import crop_cache, load_index
+from interceptor_lib.training.checkpoint import INDEX, file_sha256
 
 ENSEMBLE = "ensemble"
 TEST_SPLIT = "test"
@@ -36,8 +44,7 @@ TEST_SPLIT = "test"
 # error rate point, where the validation real- and fake-detection rates meet, which maximises the
 # smaller of the two, the rate a user who needs both to hold acts on. Youden's J (balanced accuracy)
 # maximises their sum instead, and with few validation reals against 4-5 times as many fakes one hard
-# real video decides it: over seven demo runs it left 110 test rates below 0.70 in all, the EER
-# point 97 (on the same predictions).
+# real video decides it (the comparison on demo runs: docs/2026-12-04-layered-package.md).
 THRESHOLD_RULE = "eer"
 META = ["dataset", "split", "video_id", "label", "method"]
 AUDIO = "has_audio"  # the video has an audio track (measured at preprocessing); kept after META where known
@@ -48,45 +55,20 @@ def _meta(df: pd.DataFrame) -> list[str]:
 
 
 def eval_dir(params) -> Path:
-    from interceptor_lib.layout import RunPaths
-
     return RunPaths.of(params).eval_dir
 
 
 def load_members(params, models: list[str] | None = None, device: str = "cpu"):
     """The trained models (best checkpoint of each one's last finished stage) as an Ensemble with
     equal weights, trunks shared where identical, plus {name: checkpoint}."""
-    from interceptor_lib.ensemble import Ensemble, find_member_checkpoints, load_member
-
-    ckpts = find_member_checkpoints(params, models or list(params.train.models))
+    ckpts = find_member_checkpoints(RunPaths.of(params), models or list(params.train.models), params.profile)
     members = {n: load_member(p, device) for n, p in ckpts.items()}
     return Ensemble(members).eval(), ckpts
 
 
 def _eval_rows(params) -> pd.DataFrame:
-    from interceptor_lib.pipeline.prepare import crop_cache, load_index
-
     table = crop_cache(params).usable(load_index(params))
     return table[table["split"].isin(["val", TEST_SPLIT])].reset_index(drop=True)
-
-
-@torch.inference_mode()
-def _score(ens, rows: pd.DataFrame, cache, kind: str, names: list[str], batch_size: int, device) -> pd.DataFrame:
-    from torch.utils.data import DataLoader
-
-    from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
-
-    dc = ens.data_config
-    ds = (FrameDataset if kind == "image" else ClipDataset)(rows, cache, build_transform(False, dc["mean"], dc["std"]))
-    out = {"video_id": [], **{n: [] for n in names}}
-    for b in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        x = {k: v.to(device) for k, v in b.items() if k in ("image", "clip", "audio", "has_audio")}
-        for n, p in ens.run_members(x, names).items():
-            out[n] += p.float().cpu().tolist()
-        out["video_id"] += list(b["video_id"])
-    df = pd.DataFrame(out)
-    df.insert(1, "item", df.groupby("video_id").cumcount())
-    return df.melt(id_vars=["video_id", "item"], var_name="model", value_name="prob")
 
 
 def predictions_stamp(ckpts: dict, rows: pd.DataFrame, cache_dir) -> dict:
@@ -94,8 +76,6 @@ def predictions_stamp(ckpts: dict, rows: pd.DataFrame, cache_dir) -> dict:
     retrained stage writes new weights under the same folder names), and the videos scored. A
     checkpoint folder is fingerprinted by its checkpoint.json, which lists every chunk's sha256;
     any other file or folder by the sha256 of its files."""
-    from interceptor_lib.training.checkpoint import INDEX, file_sha256
-
     members = {}
     for name, p in ckpts.items():
         p = Path(p)
@@ -113,8 +93,6 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
     Saved to <output_dir>/eval/item_predictions.csv with a stamp of the checkpoints and videos it came
     from (`predictions_stamp`); with `reuse`, a later call with the same checkpoint contents and
     videos reads it instead of scoring again."""
-    from interceptor_lib.pipeline.prepare import crop_cache
-
     ens, ckpts = load_members(params, models, device)
     out_dir = eval_dir(params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,10 +107,10 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
     if rows.empty:
         raise InterceptorError("no cached validation or test videos: run notebook 00_prepare_data first")
     parts = []
-    for kind in ("image", "clip"):
-        names = [n for n in ens.names if ens.members[n].input_kind == kind]
-        if names:
-            parts.append(_score(ens, rows, cache, kind, names, batch_size, device))
+    for scored in member_item_probs(ens, rows, cache, batch_size, device=device).values():
+        scored = scored.drop(columns="label")  # taken from `rows` below, with the other video columns
+        scored.insert(1, "item", scored.groupby("video_id").cumcount())
+        parts.append(scored.melt(id_vars=["video_id", "item"], var_name="model", value_name="prob"))
     items = pd.concat(parts, ignore_index=True).merge(rows[META + [AUDIO]], on="video_id", how="left")
     items = items[["model", *META, AUDIO, "item", "prob"]]
     items.to_csv(cached, index=False)
@@ -153,21 +131,19 @@ def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
 def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
                           method: str = "logit", shrink: float = 0.1, rule: str = THRESHOLD_RULE) -> dict:
     """Fit the ensemble on the pooled validation videos of every dataset (weights, temperature,
-    threshold by `rule`; `interceptor_lib.ensemble.fit_ensemble`, with a weight set of their own for
+    threshold by `rule`; `interceptor_lib.ensemble.fit.fit_ensemble`, with a weight set of their own for
     the videos with audio when validation holds enough of them) and write
     <output_dir>/ensemble/ensemble.json for `predict`. Returns the fit (weights, temperature,
     threshold, audio, val metrics, path)."""
-    from interceptor_lib.ensemble import find_member_checkpoints, fit_ensemble, save_ensemble_config
-
     models = models or [c for c in videos.columns if c not in _meta(videos) and c != ENSEMBLE]
     val = videos[videos["split"] == "val"].dropna(subset=models)
     if not has_both_classes(val["label"].to_numpy()):
         raise InterceptorError("the validation splits hold one class only; the ensemble cannot be fitted")
     fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, rule=rule, shrink=shrink,
                        has_audio=val[AUDIO].astype(bool).to_numpy() if AUDIO in val.columns else None)
-    path = save_ensemble_config(params.output_dir, find_member_checkpoints(params, models), fit["weights"],
-                                fit["threshold"], fit["temperature"], preprocess=params.preprocess,
-                                combination=fit["combination"], audio=fit["audio"],
+    ckpts = find_member_checkpoints(RunPaths.of(params), models, params.profile)
+    path = save_ensemble_config(params.output_dir, ckpts, fit["weights"], fit["threshold"], fit["temperature"],
+                                preprocess=params.preprocess, combination=fit["combination"], audio=fit["audio"],
                                 metadata={"profile": params.profile, "weight_method": method, "shrink": shrink,
                                           "threshold_rule": rule, "audio_note": fit["audio_note"],
                                           "fitted_on": f"{len(val)} validation videos of "
@@ -186,8 +162,6 @@ def fit_from_config(doc: dict) -> dict:
 
 def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
     """`videos` with the ensemble's prob (calibrated) and uncertainty columns."""
-    from interceptor_lib.ensemble import ensemble_probs
-
     audio = fit.get("audio")
     e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"], fit.get("combination", "prob"),
                        has_audio=videos[AUDIO].astype(bool).to_numpy() if audio else None,
@@ -274,8 +248,7 @@ def write_results(params, results: pd.DataFrame, **tables: pd.DataFrame) -> dict
 
 def plot_roc(videos: pd.DataFrame, models: list[str]):
     """Video-level ROC curves on each test set, one line per model (and the ensemble)."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
+    import matplotlib.pyplot as plt  # here: slow to import, and only the figures need it
 
     test = videos[videos["split"] == TEST_SPLIT]
     sets = sorted(test["dataset"].unique())
@@ -297,8 +270,7 @@ def plot_confusions(videos: pd.DataFrame, model: str, threshold: float):
     """Video-level confusion matrix of `model` on each test set at `threshold` (stated in the title):
     counts with the share of each actual class, the cell colour that share (so every test set reads
     alike whatever its size), the text dark on light cells and light on dark ones."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
+    import matplotlib.pyplot as plt  # here: slow to import, and only the figures need it
 
     test = videos[videos["split"] == TEST_SPLIT]
     sets = sorted(test["dataset"].unique())
@@ -345,7 +317,7 @@ def ensemble_vs_best(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame
 def plot_uncertainty(videos: pd.DataFrame, threshold: float):
     """Ensemble uncertainty (weighted spread of member probabilities) of the test videos, split by
     whether the ensemble's decision at `threshold` was right: useful uncertainty is higher on errors."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here: slow to import, and only the figures need it
 
     test = videos[videos["split"] == TEST_SPLIT]
     right = (test[ENSEMBLE] >= threshold).astype(int) == test["label"]
@@ -363,8 +335,6 @@ def evaluation_state(params, device: str = "cpu") -> tuple[pd.DataFrame, pd.Data
     """What notebook 06 computed, for notebook 07: (items, videos with the ensemble columns, the
     ensemble fit as saved in ensemble.json, per-model validation thresholds). Reuses the saved
     predictions when the checkpoints are unchanged."""
-    from interceptor_lib.ensemble import read_ensemble_config
-
     doc, _ = read_ensemble_config(params.output_dir)
     items = item_predictions(params, list(doc["members"]), device=device)
     videos = video_predictions(items)
