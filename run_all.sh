@@ -45,7 +45,7 @@ except ImportError as e:
 kind, label = sys.argv[1:3]
 try:
     p = load_params(path=label) if kind == "file" else load_params(label)
-    check_backbone_weights(p)   # missing ImageNet weights stop the chain here, not after preprocessing
+    check_backbone_weights(p.train, p.profile)   # missing ImageNet weights stop the chain here, not after preprocessing
 except InterceptorError as e:
     sys.exit(f"error: {e}")
 stale = stale_stages_message(p)   # finished stages are skipped: they must match the params

@@ -113,7 +113,8 @@ def _cmd_train(a) -> int:
     import os
 
     from interceptor_lib.params import load_params
-    from interceptor_lib.pipeline.stages import TrainingStopped, run_stage_process
+    from interceptor_lib.pipeline.launch import run_stage_process
+    from interceptor_lib.pipeline.stages import TrainingStopped
 
     try:
         overrides = json.loads(a.overrides) if a.overrides else {}

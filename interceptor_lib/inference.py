@@ -58,6 +58,7 @@ from interceptor_lib.ensemble import Ensemble, load_ensemble, read_ensemble_conf
 from interceptor_lib.errors import InterceptorError, MediaError
 from interceptor_lib.models.explain import grad_cam
 from interceptor_lib.layout import RunPaths
+from interceptor_lib.training.device import resolve_device
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
@@ -200,18 +201,6 @@ def _prepare_image(path: Path, pp: PreprocessParams) -> Prepared:
 
 
 # ----------------------------------------------------------------------------------------- scoring
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InterceptorError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InterceptorError("device cuda was asked for but no GPU is visible; use --device auto or cpu")
-    return dev
-
 
 def _to_tensor(x: np.ndarray, transform) -> torch.Tensor:
     """uint8 (..., S, S, 3) -> normalised float (..., 3, S, S)."""
@@ -388,7 +377,7 @@ def predict_paths(paths, run: str | Path | None = None, *, profile: str | None =
         from interceptor_lib.params import load_params
 
         run = load_params(profile, params_file, check_paths=False).output_dir
-    dev = _device(device)
+    dev = resolve_device(device, "--device")
     if ensemble is None:
         doc, _ = read_ensemble_config(run)  # fails first, before any model is loaded
         ensemble = load_ensemble(run, dev)

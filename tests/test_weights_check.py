@@ -28,9 +28,13 @@ def kaggle_like(tmp_path, **overrides):
                        check_paths=False)
 
 
+def check(params) -> None:
+    check_backbone_weights(params.train, params.profile)   # as prepare_data and ./run_all.sh call it
+
+
 def test_kaggle_like_params_without_weights_are_refused_naming_train_weights(empty_cache, tmp_path):
     with pytest.raises(ParamsError) as e:
-        check_backbone_weights(kaggle_like(tmp_path))
+        check(kaggle_like(tmp_path))
     msg = str(e.value)
     assert "train.weights" in msg and "model.weights" not in msg
     assert "/kaggle/input/<dataset>/model.safetensors" in msg and "timm/efficientnet_b4.ra2_in1k" in msg
@@ -39,25 +43,25 @@ def test_kaggle_like_params_without_weights_are_refused_naming_train_weights(emp
 
 def test_a_weights_file_that_does_not_exist_is_refused(empty_cache, tmp_path):
     with pytest.raises(ParamsError, match=r"train\.weights.*does not exist"):
-        check_backbone_weights(kaggle_like(tmp_path, **{"train.weights": str(tmp_path / "nope.safetensors")}))
+        check(kaggle_like(tmp_path, **{"train.weights": str(tmp_path / "nope.safetensors")}))
 
 
 def test_an_existing_weights_file_or_cached_weights_pass(empty_cache, tmp_path):
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x")   # existence is what is checked here; the model checks the contents
-    check_backbone_weights(kaggle_like(tmp_path, **{"train.weights": str(weights)}))
+    check(kaggle_like(tmp_path, **{"train.weights": str(weights)}))
     repo = empty_cache / "models--timm--efficientnet_b4.ra2_in1k"
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text("abc123")
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(b"x")
-    check_backbone_weights(kaggle_like(tmp_path))
+    check(kaggle_like(tmp_path))
 
 
 @pytest.mark.parametrize("profile", ["demo", "smoke"])
 def test_pretext_profiles_and_random_initialisation_pass(empty_cache, tmp_path, profile):
-    check_backbone_weights(load_params(profile, check_paths=False))   # the pretext backbone, made by notebook 00
-    check_backbone_weights(kaggle_like(tmp_path, **{"train.pretrained": False}))
+    check(load_params(profile, check_paths=False))   # the pretext backbone, made by notebook 00
+    check(kaggle_like(tmp_path, **{"train.pretrained": False}))
 
 
 def test_prepare_data_checks_the_weights_before_any_work(empty_cache, tmp_path, monkeypatch):

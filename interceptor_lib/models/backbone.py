@@ -6,8 +6,8 @@ Weights are never downloaded here. With `pretrained=True` they come from, in ord
   3. the local timm/torch-hub cache (`<torch hub dir>/checkpoints/<file name of the model's url>`),
 and when none exists `PretrainedWeightsMissing` says what was looked for and how to provide it. A
 silent random initialisation would train for hours and report chance-level results.
-`check_backbone_weights(params)` runs the same lookup without building a model, so a run stops on
-missing weights before any preprocessing.
+`check_backbone_weights(train, profile)` runs the same lookup without building a model, so a run
+stops on missing weights before any preprocessing.
 
 The units are run one after another, so a model is `trunk(x) -> rest(trunk)`: the trunk is the
 leading units whose parameters are all frozen (stem + frozen stages), `trunk_depth` of them. Models
@@ -31,6 +31,7 @@ from timm.models.resnet import ResNet
 from timm.models.xception import Xception
 from torch import nn
 
+from interceptor_lib.config.schema import TrainParams
 from interceptor_lib.errors import InterceptorError, ParamsError
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes on the HF hub
@@ -143,22 +144,22 @@ def resolve_pretrained_file(name: str, cfg: dict, weights: str | Path | None = N
         f"(offline, nothing is fetched). Looked for:\n  - {where}\nProvide one of:\n{numbered}")
 
 
-def check_backbone_weights(params) -> None:
+def check_backbone_weights(train: TrainParams, profile: str) -> None:
     """Raise a ParamsError before any work starts when the models would need ImageNet weights that
     are not on this machine: `train.pretrained` without the pretext backbone (`train.pretext.steps`
     0), and neither `train.weights` an existing file nor the weights of `train.backbone` in the local
-    Hugging Face / timm cache (the places `Backbone` loads from). Builds no model."""
-    t = params.train
-    if not t.pretrained or t.pretext.steps > 0:
+    Hugging Face / timm cache (the places `Backbone` loads from). `train`: the params' train section,
+    `profile`: their profile (named in the message). Builds no model."""
+    if not train.pretrained or train.pretext.steps > 0:
         return
-    cfg = timm.models.get_pretrained_cfg(t.backbone)
+    cfg = timm.models.get_pretrained_cfg(train.backbone)
     if cfg is None:
-        raise ParamsError(f"params key 'train.backbone': timm has no model {t.backbone!r} "
+        raise ParamsError(f"params key 'train.backbone': timm has no model {train.backbone!r} "
                           f"(e.g. efficientnet_b4, test_efficientnet, legacy_xception)")
     try:
-        resolve_pretrained_file(t.backbone, cfg.to_dict(), t.weights)
+        resolve_pretrained_file(train.backbone, cfg.to_dict(), train.weights)
     except PretrainedWeightsMissing as e:
-        raise ParamsError(f"params key 'train.weights' (profile {params.profile!r}): {e}") from None
+        raise ParamsError(f"params key 'train.weights' (profile {profile!r}): {e}") from None
 
 
 def load_backbone_weights(model: nn.Module, path: Path, name: str) -> None:

@@ -135,7 +135,7 @@ def prepare_data(params, progress: bool = True) -> dict:
     Missing backbone weights stop it first, not after hours of preprocessing."""
     from interceptor_lib.models.backbone import check_backbone_weights  # late: it imports torch and timm
 
-    check_backbone_weights(params)
+    check_backbone_weights(params.train, params.profile)
     t0 = time.perf_counter()
     demo = generate_demo_data(params, progress)
     t1 = time.perf_counter()
