@@ -116,7 +116,8 @@ def _cmd_predict(a) -> int:
 def _cmd_train(a) -> int:
     """One model through one stage (run_stage); under torchrun, one DDP worker of it."""
     from interceptor_lib.params import load_params
-    from interceptor_lib.pipeline.stages import TrainingStopped, run_stage_process
+    from interceptor_lib.pipeline.launch import run_stage_process
+    from interceptor_lib.pipeline.stages import TrainingStopped
 
     try:
         overrides = json.loads(a.overrides) if a.overrides else {}

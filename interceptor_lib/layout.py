@@ -16,6 +16,11 @@ lists the run's own folder first, then the attached ones; lookups (`find_done`, 
 search them in that order and re-root the absolute paths an earlier session recorded, since an
 attached copy lives under another folder (`/kaggle/input/<name>/...`) than where it was written.
 Nothing here writes inside an attached folder.
+
+A finished (model, stage), or DFDC chunk, leaves done.json (`write_done`): its best checkpoint, its
+history and the settings it was trained with (`stage_settings`). A re-run skips it when those match
+the params (`finished_as_configured`) and stops, naming them, when they do not; the settings that
+may change between runs are the train.* keys of `RUN_ONLY_TRAIN_KEYS`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interceptor_lib.config.schema import PreprocessParams
+from interceptor_lib.config.schema import STAGE_NAMES, PreprocessParams
+from interceptor_lib.errors import InterceptorError
 
 DONE_FILE = "done.json"  # what a finished (model, stage) or DFDC chunk leaves in its run folder
 
@@ -158,8 +164,35 @@ def done_record(params, model: str, stage: str, part: str = "") -> dict | None:
     return RunPaths.of(params).find_done(model, stage, part)[0]
 
 
-#: train.* settings that do not change what a stage learns (where files are, how fast, what is kept);
-#: every other train.* setting, the stage's own, the seed and the crop settings are recorded in done.json
+def write_done(run_dir: Path, record: dict) -> None:
+    """Write `run_dir`/done.json atomically (a temporary file renamed over it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (DONE_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    tmp.replace(run_dir / DONE_FILE)
+
+
+def previous_best(params, model: str, stage: str) -> Path | None:
+    """Best checkpoint of the stage before `stage` (None for stage 1). Raises if that stage has not run."""
+    order = list(STAGE_NAMES)
+    i = order.index(stage)
+    if i == 0:
+        return None
+    done = done_record(params, model, order[i - 1])
+    if done is None:
+        raise InterceptorError(
+            f"{model} {stage} starts from {order[i - 1]}'s best checkpoint, but {order[i - 1]} has not finished "
+            f"(no {DONE_FILE} under {RunPaths.of(params).run_dir(model, order[i - 1])}"
+            + (f" or in {', '.join(params.train.previous_outputs)}" if params.train.previous_outputs else "")
+            + f"); run notebook {STAGE_NAMES[order[i - 1]]} first")
+    return Path(done["best"])
+
+
+#: The settings that may change between runs: train.* keys that do not change what a stage learns
+#: (where files are, how fast, what is kept). Every other train.* setting, the stage's own, the seed
+#: and the crop settings are recorded in done.json, and a finished stage trained with others is
+#: stale. The one list: an interrupted run also resumes its checkpoint with these changed
+#: (training.train_config.RESUMABLE_CHANGES takes the TrainConfig fields among them).
 RUN_ONLY_TRAIN_KEYS = ("models", "weights", "num_workers", "time_budget_h", "storage_budget_gb",
                        "checkpoint_chunk_mb", "keep_last", "previous_outputs", "parallel_models", "models_per_notebook",
                        "stages")
@@ -251,3 +284,14 @@ def stale_stages_message(params, changed: dict[str, dict] | None = None) -> str 
             f"A re-run would skip them and report their results as these settings'. To train them again, delete "
             f"those stage folders and the later stages of the same models under {params.output_dir}/runs/ "
             f"(e.g. rm -r {params.output_dir}/runs/*/{first} and the stages after it); or set the params back.")
+
+
+def finished_as_configured(params, model: str, stage: str) -> dict | None:
+    """`done_record`, for skipping the stage: raises an InterceptorError (naming the settings and what
+    to do) when the finished stage, or a finished DFDC chunk of an unfinished one, was trained with
+    other settings (stage_settings) than `params`."""
+    done = done_record(params, model, stage)
+    changed = stale_stage(params, model, stage, done)
+    if changed:
+        raise InterceptorError(stale_stages_message(params, changed))
+    return done

@@ -24,7 +24,9 @@ from interceptor_lib.data.table import make_table
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.models import create_model, trainable_stages
 from interceptor_lib.training.checkpoint import load_checkpoint
-from interceptor_lib.training.engine import Trainer, TrainConfig
+from interceptor_lib.training.device import autocast_dtype
+from interceptor_lib.training.engine import Trainer
+from interceptor_lib.training.train_config import RESUMABLE_CHANGES, TrainConfig
 
 TESTS = Path(__file__).parent
 
@@ -150,6 +152,14 @@ def test_a_run_stopped_mid_way_does_not_resume_with_other_training_settings(tmp_
     # where it runs and what it keeps may change: it resumes and finishes
     moved = dataclasses.replace(CFG, keep_last=5, num_workers=0, checkpoint_chunk_mb=1)
     assert Trainer(model(), train, val, moved, tmp_path, progress=False).fit().status == "done"
+
+
+def test_a_resume_may_change_the_run_only_settings():
+    """layout.RUN_ONLY_TRAIN_KEYS (what a finished stage's done.json does not record) is the one list
+    of the train.* settings that may change between runs; the TrainConfig fields among them, and
+    those no params key sets, may change on a resume."""
+    assert set(RESUMABLE_CHANGES) == {"num_workers", "keep_last", "storage_budget_gb", "checkpoint_chunk_mb",
+                                      "storage_root", "channels_last", "find_unused_parameters"}
 
 
 def test_the_same_config_trains_alike_whatever_the_callers_rng_state(tmp_path):
@@ -306,19 +316,18 @@ def test_natural_draws_get_inverse_frequency_weights(tmp_path):
 def test_amp_auto_uses_fp16_where_bf16_is_only_emulated(monkeypatch):
     """A T4 (7.5) reports bf16 as supported (emulated, slow): "auto" must pick fp16 there, bf16 from 8.0;
     an explicit "bf16" is kept, with a warning, below 8.0."""
-    from interceptor_lib.training.engine import _amp_dtype
 
     cuda = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (7, 5))
-    assert _amp_dtype("auto", cuda) is torch.float16
-    assert _amp_dtype("fp16", cuda) is torch.float16
+    assert autocast_dtype("auto", cuda) is torch.float16
+    assert autocast_dtype("fp16", cuda) is torch.float16
     with pytest.warns(UserWarning, match="emulated"):
-        assert _amp_dtype("bf16", cuda) is torch.bfloat16
-    assert _amp_dtype("off", cuda) is None
+        assert autocast_dtype("bf16", cuda) is torch.bfloat16
+    assert autocast_dtype("off", cuda) is None
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))
-    assert _amp_dtype("auto", cuda) is torch.bfloat16
-    assert _amp_dtype("fp16", cuda) is torch.float16
-    assert _amp_dtype("off", cuda) is None
-    assert _amp_dtype("auto", torch.device("cpu")) is None
-    assert _amp_dtype("bf16", torch.device("cpu")) is None
+    assert autocast_dtype("auto", cuda) is torch.bfloat16
+    assert autocast_dtype("fp16", cuda) is torch.float16
+    assert autocast_dtype("off", cuda) is None
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("bf16", torch.device("cpu")) is None

@@ -13,7 +13,7 @@ import pytest
 import torch
 from media import face_frames, write_video
 
-from interceptor_lib.layout import done_record
+from interceptor_lib.layout import done_record, previous_best
 from interceptor_lib.params import load_params
 from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.data.cache import FaceCropCache, PreprocessStopped, build_cache
@@ -23,7 +23,7 @@ from interceptor_lib.errors import InterceptorError, ParamsError
 from interceptor_lib.training.budget import RunBudget
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.retention import CheckpointManager
-from interceptor_lib.pipeline.stages import previous_best, require_cached
+from interceptor_lib.pipeline.stages import require_cached
 
 
 def _tree(root):

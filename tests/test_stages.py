@@ -12,17 +12,18 @@ import torch
 from media import face_frames, write_video
 
 from interceptor_lib.cli import main as cli_main
-from interceptor_lib.layout import changed_stage_settings, stage_settings, stale_runs, stale_stages_message
+from interceptor_lib.layout import (DONE_FILE, RunPaths, changed_stage_settings, done_record, previous_best,
+                                    stage_settings, stale_runs, stale_stages_message)
 from interceptor_lib.params import load_params
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.table import make_table, write_table
 from interceptor_lib.errors import InterceptorError, ParamsError
 from interceptor_lib.models import create_model
-from interceptor_lib.layout import RunPaths
 from interceptor_lib.training.checkpoint import load_checkpoint
+from interceptor_lib.training.export_best import EXPORT
+from interceptor_lib.pipeline.launch import LAUNCH_PARAMS, launch_stage, torchrun_command
 from interceptor_lib.pipeline.prepare import pretrain_backbone
-from interceptor_lib.pipeline.stages import (DONE, EXPORT, LAUNCH_PARAMS, TrainingStopped, finished, launch_stage,
-                                             previous_best, run_dir, run_stage, torchrun_command, train_config)
+from interceptor_lib.pipeline.stages import TrainingStopped, run_stage, train_config
 
 
 def test_start_order_puts_the_clip_models_first_only_when_notebooks_run_in_parallel():
@@ -46,10 +47,10 @@ def test_finished_stages_are_found_here_or_in_previous_outputs(tmp_path):
     old = tmp_path / "old_session"
     params = load_params("smoke", overrides={"output_dir": str(tmp_path / "new"),
                                              "train.previous_outputs": str(old)}, check_paths=False)
-    d = run_dir(params, "ll", "stage1", old)
+    d = RunPaths.of(params).run_dir("ll", "stage1", root=old)
     d.mkdir(parents=True)
-    (d / DONE).write_text(json.dumps({"best": str(d / "checkpoints" / "epoch-001")}))
-    assert finished(params, "ll", "stage1")["best"].endswith("epoch-001")
+    (d / DONE_FILE).write_text(json.dumps({"best": str(d / "checkpoints" / "epoch-001")}))
+    assert done_record(params, "ll", "stage1")["best"].endswith("epoch-001")
     assert previous_best(params, "ll", "stage2") == d / "checkpoints" / "epoch-001"
     summary = run_stage(params, "ll", "stage1")  # already done in the earlier session: skipped
     assert summary["skipped"]
@@ -60,10 +61,10 @@ def test_a_finished_stage_trained_with_other_settings_is_not_skipped_silently(tm
     params = load_params("smoke", overrides={"output_dir": str(tmp_path / "new"), "train.previous_outputs": str(old),
                                              "train.stages.stage2.epochs": 2}, check_paths=False)
     sp = json.loads(json.dumps(asdict(params.train.stages["stage2"])))
-    d = run_dir(params, "ll", "stage2", old)   # an earlier session's stage 2, trained with 1 epoch
+    d = RunPaths.of(params).run_dir("ll", "stage2", root=old)   # an earlier session's stage 2, 1 epoch
     d.mkdir(parents=True)
     # a done.json from before train-level settings were recorded: train.stages.<stage> alone
-    (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": {**sp, "epochs": 1}}))
+    (d / DONE_FILE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": {**sp, "epochs": 1}}))
     assert changed_stage_settings(params, "ll", "stage2") == {"train.stages.stage2.epochs": (1, 2)}
     assert changed_stage_settings(params, "ll", "stage1") == {}   # not finished: nothing to compare
     msg = stale_stages_message(params)
@@ -72,7 +73,7 @@ def test_a_finished_stage_trained_with_other_settings_is_not_skipped_silently(tm
         run_stage(params, "ll", "stage2")
     # same settings (and a key the old done.json did not record yet): skipped as before
     rec = {k: v for k, v in sp.items() if k != "balanced"}
-    (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": rec}))
+    (d / DONE_FILE).write_text(json.dumps({"best": str(d / "e1"), "stage_params": rec}))
     assert stale_stages_message(params) is None
     assert run_stage(params, "ll", "stage2")["skipped"]
 
@@ -85,11 +86,11 @@ def test_train_level_and_crop_settings_of_a_finished_stage_are_compared_too(tmp_
             "preprocess.face_size"} <= settings.keys()
     assert not {"train.num_workers", "train.keep_last", "train.weights", "train.pretext.out",
                 "train.stages.stage2.lr", "preprocess.workers"} & settings.keys()
-    d = run_dir(params, "ll", "stage1")
+    d = RunPaths.of(params).run_dir("ll", "stage1")
     d.mkdir(parents=True)
     face = params.preprocess.face_size * 2
     recorded = {**settings, "train.batch_size": params.train.batch_size * 2, "preprocess.face_size": face}
-    (d / DONE).write_text(json.dumps({"best": str(d / "e1"), "settings": recorded}))
+    (d / DONE_FILE).write_text(json.dumps({"best": str(d / "e1"), "settings": recorded}))
     assert changed_stage_settings(params, "ll", "stage1") == {
         "preprocess.face_size": (face, params.preprocess.face_size),
         "train.batch_size": (params.train.batch_size * 2, params.train.batch_size)}
@@ -107,10 +108,10 @@ def test_finished_dfdc_chunks_of_an_unfinished_stage_must_match_the_settings(tmp
     params = load_params("smoke", overrides={"output_dir": str(tmp_path), "train.stages.stage4.epochs": 2},
                          check_paths=False)
     settings = stage_settings(params, "stage4")
-    stage = run_dir(params, "tm", "stage4")
+    stage = RunPaths.of(params).run_dir("tm", "stage4")
     for name, epochs in (("chunk-03", 2), ("chunk-07", 1)):   # interrupted after two chunks, then edited
         (stage / name).mkdir(parents=True)
-        (stage / name / DONE).write_text(json.dumps({"best": "x", "settings": {**settings,
+        (stage / name / DONE_FILE).write_text(json.dumps({"best": "x", "settings": {**settings,
                                                                                "train.stages.stage4.epochs": epochs}}))
     assert stale_runs(params) == {"runs/tm/stage4/chunk-07": {"train.stages.stage4.epochs": (1, 2)}}
     msg = stale_stages_message(params)
@@ -118,7 +119,7 @@ def test_finished_dfdc_chunks_of_an_unfinished_stage_must_match_the_settings(tmp
     assert "runs/*/stage4" in msg
     with pytest.raises(InterceptorError, match="chunk-07"):
         run_stage(params, "tm", "stage4")   # would resume after the finished chunks: stops instead
-    (stage / DONE).write_text(json.dumps({"best": "x", "settings": settings}))
+    (stage / DONE_FILE).write_text(json.dumps({"best": "x", "settings": settings}))
     assert stale_runs(params) == {}   # the stage finished: its own done.json decides
 
 
@@ -161,11 +162,12 @@ def stage1(stage_params):
 
 def test_a_finished_stage_leaves_an_fp16_export_recorded_in_done_json(stage_params, stage1):
     assert not stage1["skipped"] and stage1["history"]
-    done = finished(stage_params, "ll", "stage1")
+    done = done_record(stage_params, "ll", "stage1")
     assert done["settings"] == stage_settings(stage_params, "stage1")   # what the staleness check compares
     assert changed_stage_settings(stage_params, "ll", "stage1") == {}
     export = done["export"]
-    assert export == stage1["export"] and export["path"] == str(run_dir(stage_params, "ll", "stage1") / EXPORT)
+    rdir = RunPaths.of(stage_params).run_dir("ll", "stage1")
+    assert export == stage1["export"] and export["path"] == str(rdir / EXPORT)
     assert export["source"] == done["best"] and export["dtype"] == "float16"
     weights = load_checkpoint(export["path"])["model"]
     best = load_checkpoint(done["best"])["model"]
@@ -252,8 +254,8 @@ def test_model_config_reaches_every_built_model_and_bad_keys_are_named(tmp_path)
 
 
 def test_a_fresh_model_is_drawn_from_params_seed_and_leaves_the_global_rng_alone(tmp_path):
-    """Two runs of a stage (two processes) must start from the same weights: before, the head (and
-    a random-init backbone) came from whatever the global RNG held, and chains differed run to run."""
+    """Two runs of a stage (two processes) must start from the same weights: the head (and a
+    random-init backbone) are drawn from params.seed, not from whatever the global RNG holds."""
     from interceptor_lib.pipeline.stages import build_model
 
     random_init = {"output_dir": str(tmp_path), "train.pretext.steps": 0, "train.pretrained": False}
@@ -284,25 +286,25 @@ def test_launch_stage_under_torchrun_with_two_processes(stage_params, stage1):
     # 1e-4 h is already spent: both workers stop after epoch 1, rank 0 says why, the launcher raises it
     with pytest.raises(TrainingStopped, match="stopped \\(time budget\\)"):
         launch_stage(params, "ll", "stage2", profile="smoke", progress=False, nproc=2)
-    assert finished(params, "ll", "stage2") is None
+    assert done_record(params, "ll", "stage2") is None
     params.train.time_budget_h = None
     summary = launch_stage(params, "ll", "stage2", profile="smoke", progress=False, nproc=2)  # resumes epoch 2
     assert not summary["skipped"] and summary["init"] == stage1["best"]
     assert summary["stage_params"]["epochs"] == 2 and [h["epoch"] for h in summary["history"]] == [1, 2]
-    rdir = run_dir(params, "ll", "stage2")
+    rdir = RunPaths.of(params).run_dir("ll", "stage2")
     snapshot = load_params(path=rdir / LAUNCH_PARAMS)
     assert snapshot.train.stages["stage2"].epochs == 2 and snapshot.output_dir == params.output_dir
     state = load_checkpoint(summary["best"])
     assert state["config"]["world_size"] == 2 and not any(k.startswith("module.") for k in state["model"])
     assert load_checkpoint(summary["export"]["path"])["model"].keys() == state["model"].keys()
     assert launch_stage(params, "ll", "stage2", nproc=2)["skipped"]  # done: no second launch
-    assert os.path.isfile(rdir / DONE)
+    assert os.path.isfile(rdir / DONE_FILE)
 
 
 def test_notebook_models_reads_one_several_or_all():
     from interceptor_lib.params import load_params
     from interceptor_lib.errors import InterceptorError
-    from interceptor_lib.pipeline.stages import notebook_models
+    from interceptor_lib.pipeline.launch import notebook_models
 
     p = load_params("smoke", check_paths=False)
     assert notebook_models(p, None) == p.train.models

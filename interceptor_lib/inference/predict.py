@@ -34,8 +34,9 @@ from interceptor_lib.errors import InterceptorError
 from interceptor_lib.inference.explain import explain_file_name, explain_input
 from interceptor_lib.inference.inputs import collect_inputs
 from interceptor_lib.inference.preprocess import prepare_input, resolve_preprocess
-from interceptor_lib.inference.score import resolve_device, score_prepared
+from interceptor_lib.inference.score import score_prepared
 from interceptor_lib.params import load_params
+from interceptor_lib.training.device import resolve_device
 
 #: Keys of every result dict (None where they do not apply, e.g. for an input that failed).
 RESULT_KEYS = ("path", "kind", "ok", "error", "prob", "prob_uncalibrated", "label", "threshold", "uncertainty",
@@ -71,7 +72,7 @@ def predict_paths(paths, run: str | Path | None = None, *, profile: str | None =
         if not (profile or params_file):
             raise InterceptorError("predict needs --run <output folder of a trained profile> or --profile / --params")
         run = load_params(profile, params_file, check_paths=False).output_dir
-    dev = resolve_device(device)
+    dev = resolve_device(device, "--device")
     if ensemble is None:
         doc, _ = read_ensemble_config(run)  # fails first, before any model is loaded
         ensemble = load_ensemble(run, dev)

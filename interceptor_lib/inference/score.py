@@ -29,19 +29,6 @@ class PredictError(InterceptorError, ValueError):
     """One input cannot be scored (missing, not a video or image); the message says what was expected."""
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`device` as a torch device; "auto" is the GPU when one is visible, else the CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InterceptorError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InterceptorError("device cuda was asked for but no GPU is visible; use --device auto or cpu")
-    return dev
-
-
 def to_tensor(x: np.ndarray, transform) -> torch.Tensor:
     """uint8 (..., S, S, 3) -> normalised float (..., 3, S, S)."""
     t = torch.from_numpy(np.ascontiguousarray(x)).movedim(-1, -3)

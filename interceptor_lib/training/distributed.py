@@ -2,7 +2,7 @@
 
     torchrun --standalone --nproc_per_node=2 -m interceptor_lib train --profile kaggle --model ll --stage stage1
 
-(`stages.launch_stage` builds that command when it sees more than one GPU.) torchrun sets RANK,
+(`pipeline.launch.launch_stage` builds that command when it sees more than one GPU.) torchrun sets RANK,
 LOCAL_RANK, WORLD_SIZE and MASTER_ADDR/PORT; `init_from_env` reads them and joins the process group
 (NCCL on CUDA, gloo on CPU). Outside torchrun (a notebook, plain python) no group exists and every
 helper below acts for a world of one process (no-ops, identity), so the engine has one code path

@@ -21,12 +21,15 @@ Under torchrun (see `distributed.py`) the same loop runs data-parallel: each ran
 share of the epoch's draws through DistributedDataParallel, validation is sharded and gathered,
 rank 0 alone writes checkpoints and metrics.csv, and a stop on any rank stops every rank at the
 same step; every rank's RNG state is saved, so a DDP run also resumes exactly.
+
+Beside it: its options (`train_config.py`, with what a resume may change), the per-epoch
+validation (`validation.py`), the device and its autocast dtype (`device.py`), the replayed share
+of the draws (`replay.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import time
@@ -37,66 +40,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Subset
-from interceptor_lib.progress import progress_bar
+from torch.utils.data import DataLoader
 
 from interceptor_lib import __version__
 from interceptor_lib.data.datasets import BalancedSampler
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.metrics.scores import aggregate_videos, binary_metrics
 from interceptor_lib.models.freezing import ProgressiveUnfreezing, param_groups
-from interceptor_lib.training import distributed
+from interceptor_lib.progress import progress_bar
+from interceptor_lib.training import distributed, throughput
 from interceptor_lib.training.budget import RunBudget
 from interceptor_lib.training.checkpoint import load_checkpoint
+from interceptor_lib.training.device import autocast_dtype, batch_to_device, loader_options
 from interceptor_lib.training.losses import build_loss
+from interceptor_lib.training.replay import replay_strata
 from interceptor_lib.training.retention import CheckpointManager, RetentionPolicy
-
-
-@dataclass
-class TrainConfig:
-    """One stage's training options (resolved from params by the stage notebook)."""
-
-    epochs: int = 1
-    lr: float = 1e-4                  # new layers (specialist modules, fusion, head)
-    pretrained_lr_ratio: float = 0.1  # pretrained backbone layers train at lr * ratio (seeds: 1e-5 vs 1e-4..1e-3)
-    weight_decay: float = 1e-4        # new layers
-    weight_decay_pretrained: float = 1e-5
-    loss: str = "ce"                  # ce | weighted_ce | focal
-    focal_gamma: float = 2.0
-    label_smoothing: float = 0.0
-    batch_size: int = 16              # per process: under DDP a step takes batch_size x world_size items
-    grad_accum: int = 1               # optimizer step every `grad_accum` batches
-    grad_clip: float = 1.0            # max gradient norm (0 = off)
-    warmup_frac: float = 0.1          # share of optimizer steps spent warming up linearly
-    samples_per_epoch: int = 0        # balanced draws per epoch over all processes (0 = the number of training items)
-    balanced_sampling: bool = True
-    replay: float = 0.0               # share of draws from items of stratum 1 (earlier stages' data), if any
-    amp: str = "auto"                 # auto | off | fp16 | bf16 (auto on CUDA: bf16 from capability 8.0, else fp16)
-    channels_last: bool = True        # CUDA only
-    num_workers: int = 0
-    seed: int = 0
-    keep_last: int = 2
-    storage_budget_gb: float | None = None
-    storage_root: str | None = None   # the folder the budget covers (the run's output_dir); None: the checkpoints
-    checkpoint_chunk_mb: float = 100
-    # Progressive unfreezing: {first epoch (0-based): trainable trailing backbone stages (None = all)},
-    # e.g. {0: 0, 2: 1, 4: 2}; must say what happens from epoch 0. None: keep the model's own setting.
-    unfreeze_schedule: dict[int, int | None] | None = None
-    find_unused_parameters: bool | None = None  # DDP only; None: only for models that may skip a branch (av)
-
-
-#: TrainConfig fields a run may resume with changed: where and how fast it runs, what is kept
-RESUMABLE_CHANGES = ("num_workers", "keep_last", "storage_budget_gb", "storage_root", "checkpoint_chunk_mb",
-                     "channels_last", "find_unused_parameters")
-
-
-def _changed_settings(saved: dict | None, cfg: TrainConfig) -> dict[str, tuple]:
-    """{field: (saved, now)} of the TrainConfig fields outside RESUMABLE_CHANGES that differ between a
-    checkpoint's config and `cfg` (fields the checkpoint predates are not compared)."""
-    if not saved:
-        return {}
-    saved, now = json.loads(json.dumps(saved)), json.loads(json.dumps(dataclasses.asdict(cfg)))
-    return {k: (saved[k], now[k]) for k in now if k in saved and k not in RESUMABLE_CHANGES and saved[k] != now[k]}
+from interceptor_lib.training.train_config import TrainConfig, changed_settings
+from interceptor_lib.training.validation import validate
 
 
 @dataclass
@@ -138,10 +97,10 @@ class Trainer:
         self.sampler = distributed.ShardedSampler(
             BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
                             balanced=cfg.balanced_sampling,
-                            **_replay_strata(train_set, cfg.replay, cfg.balanced_sampling)),
+                            **replay_strata(train_set, cfg.replay, cfg.balanced_sampling)),
             self.rank, self.world_size)
-        # Class weights for the classes as drawn: balanced draws already counter the dataset's imbalance
-        # (weighting a real 4-6 times a fake on top of them pushed every stage-2 to 4 model towards "real").
+        # Class weights for the classes as drawn: balanced draws already counter the dataset's imbalance,
+        # weights from the dataset's class frequencies would counter it a second time.
         self.loss_fn = build_loss(cfg.loss, train_set.labels if cfg.loss != "ce" else None,
                                   cfg.focal_gamma, cfg.label_smoothing,
                                   draw_weights=self.sampler.base.weights).to(self.device)
@@ -154,7 +113,7 @@ class Trainer:
         total = max(1, cfg.epochs * math.ceil(self.steps_per_epoch / cfg.grad_accum))
         warm = int(cfg.warmup_frac * total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _warmup_cosine(s, warm, total))
-        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
@@ -162,7 +121,6 @@ class Trainer:
         self.net: torch.nn.Module | None = None  # what the training forward runs: the model, DDP-wrapped under torchrun
         # The augmentations and dropout draw from the global RNGs: seeded here, so that two runs of the
         # same config (two processes, two chains) train alike; each rank draws its own, saved per rank.
-        # (Left to the caller's stream before, a fresh process drew other augmentations every run.)
         _seed_all(cfg.seed * 1_000_003 + self.rank)
 
     # -- state ------------------------------------------------------------------------------
@@ -195,7 +153,7 @@ class Trainer:
             return False
         s = load_checkpoint(latest, map_location="cpu")
         if "optimizer" in s:  # (a weights-only fallback save restarts the stage from its weights)
-            changed = _changed_settings(s.get("config", {}).get("train"), self.cfg)
+            changed = changed_settings(s.get("config", {}).get("train"), self.cfg)
             if changed:
                 raise InterceptorError(
                     f"{latest} was saved mid-run with other training settings than this run's (saved -> now: "
@@ -235,12 +193,10 @@ class Trainer:
             # The loader's own generator: creating an iterator then draws its worker seed from it,
             # not from the global RNG, so a resumed epoch replays the same augmentations.
             # A new loader (new workers) per epoch, never persistent_workers: the workers' seeds then come
-            # from this epoch's generator, which is what keeps a resumed run exact. On CUDA, pinned
-            # memory and deeper prefetching keep the GPU fed; prefetching does not change what is drawn.
-            cuda = self.device.type == "cuda"
+            # from this epoch's generator, which is what keeps a resumed run exact.
             loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,
-                                num_workers=cfg.num_workers, pin_memory=cuda, drop_last=True,
-                                **({"prefetch_factor": 4} if cuda and cfg.num_workers > 0 else {}),
+                                num_workers=cfg.num_workers, drop_last=True,
+                                **loader_options(self.device, cfg.num_workers),
                                 generator=torch.Generator().manual_seed(cfg.seed * 7919 + self.epoch
                                                                         + 104_729 * self.rank))
             self.net.train()
@@ -285,7 +241,7 @@ class Trainer:
         loss = float(np.mean(losses)) if losses else float("nan")
         distributed.sync_buffers(self.model)  # every rank validates (and rank 0 saves) the same weights
         t0 = time.perf_counter()
-        val = self.validate()
+        val = validate(self.model, self.val_set, self.cfg, self.device, self.amp_dtype, self.rank, self.world_size)
         row = {"epoch": self.epoch + 1, "train_loss": distributed.mean(loss),
                "lr": self.optimizer.param_groups[-1]["lr"], "seconds": seconds, **val,
                "val_seconds": time.perf_counter() - t0}
@@ -294,8 +250,6 @@ class Trainer:
     def _record_throughput(self, steps: int, seconds: float) -> None:
         """Training images per second per process (a clip counts its frames), data loading included,
         and the validation's, kept in <storage_root>/reports/throughput.json for `plan`."""
-        from interceptor_lib.training import throughput
-
         if self.cfg.storage_root is None or steps == 0 or seconds <= 0:
             return
         name = getattr(self.model, "model_name", "") or type(self.model).__name__
@@ -324,7 +278,7 @@ class Trainer:
 
     def _train_step(self, batch: dict) -> float:
         cfg = self.cfg
-        batch = _to_device(batch, self.device, cfg.channels_last)
+        batch = batch_to_device(batch, self.device, cfg.channels_last)
         if "clip" in batch:
             self._frames_per_item = batch["clip"].shape[1]
         boundary = (self.step_in_epoch + 1) % cfg.grad_accum == 0 or self.step_in_epoch + 1 == self.steps_per_epoch
@@ -344,38 +298,6 @@ class Trainer:
             if hasattr(self.model, "after_optimizer_step"):
                 self.model.after_optimizer_step()
         return float(loss.detach()) * cfg.grad_accum
-
-    @torch.no_grad()
-    def predict(self, dataset) -> pd.DataFrame:
-        """Frame-level (or clip-level) predictions: video_id, label, prob (this process, all of `dataset`)."""
-        self.model.eval()
-        cuda = self.device.type == "cuda"
-        loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.num_workers,
-                            pin_memory=cuda, **({"prefetch_factor": 4} if cuda and self.cfg.num_workers > 0 else {}),
-                            generator=torch.Generator().manual_seed(0))
-        rows = []
-        for batch in loader:
-            b = _to_device(batch, self.device, self.cfg.channels_last)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                prob = self.model(b)["prob"].float().cpu().numpy()
-            rows.append(pd.DataFrame({"video_id": batch["video_id"], "label": batch["label"].numpy(), "prob": prob}))
-        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["video_id", "label", "prob"])
-
-    def validate(self) -> dict:
-        """Validation metrics (frame and video level). Under DDP each rank predicts its share of the
-        validation set and the predictions are gathered, so every rank computes the same metrics."""
-        if self.val_set is None or len(self.val_set) == 0:
-            return {}
-        if self.world_size > 1:
-            share = Subset(self.val_set, range(self.rank, len(self.val_set), self.world_size))
-            frames = pd.concat(distributed.all_gather_object(self.predict(share)), ignore_index=True)
-        else:
-            frames = self.predict(self.val_set)
-        videos = aggregate_videos(frames, score="prob")
-        f = binary_metrics(frames["label"], frames["prob"])
-        v = binary_metrics(videos["label"], videos["prob"])  # the aggregated column keeps its name
-        return {"frame_auc": f["auc"], "video_auc": v["auc"], "video_tnr": v["tnr"], "video_tpr": v["tpr"],
-                "video_balanced_accuracy": v["balanced_accuracy"], "val_log_loss": f["log_loss"]}
 
 
 def _unfreezing(model, schedule: dict | None) -> ProgressiveUnfreezing | None:
@@ -419,48 +341,3 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / (warmup + 1)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-
-def _amp_dtype(amp: str, device: torch.device):
-    """The autocast dtype for `amp` on `device` (None: full precision). `torch.cuda.is_bf16_supported()`
-    is also true where bf16 is only emulated (T4, P100: compute capability below 8.0) and slow, so
-    "auto" asks the device's capability: bf16 from 8.0 (Ampere) on, fp16 (with a GradScaler) below."""
-    if device.type != "cuda" or amp == "off":
-        return None
-    major, minor = torch.cuda.get_device_capability(device)
-    native_bf16 = (major, minor) >= (8, 0)
-    if amp == "bf16":
-        if not native_bf16:
-            warnings.warn(f"amp: bf16 on a GPU of compute capability {major}.{minor} (below 8.0) is emulated "
-                          f"and slow there; amp: auto (or fp16) trains in fp16 on this GPU", stacklevel=2)
-        return torch.bfloat16
-    if amp == "auto" and native_bf16:
-        return torch.bfloat16
-    return torch.float16
-
-
-def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device, non_blocking=True)
-            if channels_last and device.type == "cuda" and v.dim() == 4 and k == "image":
-                v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
-
-
-def _replay_strata(train_set, replay: float, balanced: bool = True) -> dict:
-    """BalancedSampler arguments that give the replayed items (stratum 1) `replay` of the draws;
-    none when the set has no strata (every item then counts as this stage's), or when the draws are
-    natural (not balanced) and nothing is to be replayed."""
-    strata = getattr(train_set, "strata", None)
-    if not balanced:
-        if replay:
-            raise ValueError(f"replay ({replay}) needs balanced draws (balanced_sampling is off)")
-        return {}
-    if strata is None:
-        return {}
-    if not 0.0 <= replay < 1.0:
-        raise ValueError(f"replay must be in [0, 1), got {replay}")
-    return {"strata": np.minimum(strata, 1), "shares": [1.0 - replay, replay]}
