@@ -160,8 +160,8 @@ class AudioVisualModule(nn.Module):
         per_frame = self.audio_frame(torch.einsum("acf,tf->atc", e.mean(2), align.to(e)))  # (A, T, 16)
         corr = pearson_over_time(lip_change, per_frame[:, 1:] - per_frame[:, :-1])  # (A, 16, g, g)
         energy = frame_energy(wave, T, self.logmel.hop_length, self.cfg.sample_rate, self.cfg.fps)  # (A, T)
-        # x 4: the correlation spreads about 0.25-0.4 over videos, the batch-normalised channels beside it
-        # about 1; at x 1 the head was slower to use it (demo probe: AUC on lip-sync fakes 0.81 vs 0.86)
+        # x SYNC_GAIN: the correlation spreads about 0.25-0.4 over videos, the batch-normalised channels
+        # beside it about 1, so the head sees the deficit on their scale
         deficit = SYNC_GAIN * (self.sync_centre - pearson(opening, energy)).clamp_min(0)  # (A,)
         sync = deficit[:, None, None, None].expand(-1, 1, *voice.shape[-2:])  # (A, 1, g, g)
         return torch.cat([self.correlation(corr), voice, dynamics, sync.to(voice.dtype)], 1)
