@@ -61,6 +61,18 @@ def test_clip_models_draw_clip_len_frames_per_item_in_training_and_validation():
     assert tm["gpu_h"] > 4 * ll["gpu_h"]
 
 
+def test_only_the_last_dfdc_chunk_pays_for_validation_when_chunk_validation_is_last():
+    every = {s["name"]: s for s in make_plan(kaggle()).to_dict()["steps"]}
+    last = {s["name"]: s for s in make_plan(kaggle(**{"train.chunk_validation": "last"})).to_dict()["steps"]}
+    chunks = [n for n in every if n.startswith("train ll stage4 chunk")]
+    assert len(chunks) == 10
+    for n in chunks[:-1]:   # an earlier chunk trains the same items but scores no validation video
+        assert last[n]["items"] == every[n]["items"] and last[n]["images"] == every[n]["items"]
+        assert last[n]["images"] < every[n]["images"] and last[n]["gpu_h"] < every[n]["gpu_h"]
+    assert last[chunks[-1]] == every[chunks[-1]]
+    assert last["train ll stage1"] == every["train ll stage1"]   # a stage in one part validates as before
+
+
 def test_a_step_that_cannot_fit_the_storage_budget_is_named_with_what_to_change():
     d = make_plan(kaggle(**{"train.storage_budget_gb": 0.1})).to_dict()
     assert not d["fits"]

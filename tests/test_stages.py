@@ -23,7 +23,7 @@ from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.export_best import EXPORT
 from interceptor_lib.pipeline.launch import LAUNCH_PARAMS, launch_stage, torchrun_command
 from interceptor_lib.pipeline.prepare import pretrain_backbone
-from interceptor_lib.pipeline.stages import TrainingStopped, run_stage, train_config
+from interceptor_lib.pipeline.stages import TrainingStopped, run_stage, train_config, validated_parts
 
 
 def test_start_order_puts_the_clip_models_first_only_when_notebooks_run_in_parallel():
@@ -34,6 +34,15 @@ def test_start_order_puts_the_clip_models_first_only_when_notebooks_run_in_paral
     assert start_order(models, parallel=1) == models  # one at a time: the order changes nothing
     assert start_order(["ll", "mystery", "tm"], parallel=2) == ["tm", "ll", "mystery"]  # unknown: kept in place
     assert models == ["ll", "bg", "av", "cm", "rr", "tm"]  # not modified
+
+
+def test_chunk_validation_last_validates_only_the_last_chunk_and_every_stage_in_one_part():
+    order = ["chunk-07", "chunk-03", "chunk-05"]   # training order, not numeric
+    assert validated_parts(order, "every") == set(order)
+    assert validated_parts(order, "last") == {"chunk-05"}
+    assert validated_parts([""], "last") == {""}   # FF++, Celeb-DF, WildDeepfake: one part, validated
+    with pytest.raises(ParamsError, match="train.chunk_validation"):
+        load_params("smoke", overrides={"train.chunk_validation": "sometimes"})
 
 
 def test_a_stage_needs_the_previous_one_and_names_its_notebook(tmp_path):

@@ -18,6 +18,8 @@ STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf
                "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}
 #: How cached face crops are stored: png lossless, jpg ~5x smaller and lossy, raw fastest to read.
 IMAGE_FORMATS = ("png", "jpg", "raw")
+#: `train.chunk_validation`: which parts of a chunked stage validate (see TrainParams)
+CHUNK_VALIDATION = ("every", "last")
 #: Version of what the crop cache stores; part of its key, so a change never reuses old crops.
 CACHE_FORMAT = 1
 
@@ -183,6 +185,10 @@ class TrainParams:
     # "seen" = every dataset trained so far (this stage's and the earlier stages'), so a checkpoint
     # that forgot the earlier datasets is not picked. Test videos are never used.
     select_on: str = "stage"
+    # Which parts of a chunked stage (DFDC's chunks) validate after their epochs: "every" part, or only
+    # the "last" one; an earlier chunk then hands its last epoch's weights to the next. With one epoch
+    # per chunk there is nothing to choose between, and validating every chunk costs more than it trains.
+    chunk_validation: str = "every"
     augment: AugmentParams = field(default_factory=lambda: AugmentParams())
     # ./run_all.sh runs the stage notebooks of this many models at once, sharing the CPU cores out
     # between them (the demo's tiny models on a 2-core CPU); 1 on a GPU, where one model fills it.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interceptor_lib.config.schema import IMAGE_FORMATS, STAGE_NAMES, Params
+from interceptor_lib.config.schema import CHUNK_VALIDATION, IMAGE_FORMATS, STAGE_NAMES, Params
 from interceptor_lib.errors import ParamsError
 
 
@@ -106,6 +106,8 @@ def check(p: Params, check_paths: bool = True) -> None:
         raise ParamsError(f"params key 'train.parallel_models' must be >= 1, got {p.train.parallel_models!r}")
     if p.train.select_on not in ("stage", "seen"):
         raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
+    if p.train.chunk_validation not in CHUNK_VALIDATION:
+        raise ParamsError(f"params key 'train.chunk_validation' must be every or last, got {p.train.chunk_validation!r}")
     pt = p.train.pretext
     if pt.steps < 0 or pt.batch_size < 2 or not 0 <= pt.local <= 1 or pt.lr <= 0:
         raise ParamsError(f"params key 'train.pretext' needs steps >= 0, batch_size >= 2, lr > 0 and local in "

@@ -35,7 +35,9 @@ def plot_history(summary: dict):
     for col, label in _CURVE_LABELS.items():
         if col in h:
             axes[1].plot(x, h[col], marker="o", label=label)
-    axes[1].set(title=f"{title}: validation", xlabel=xlabel, ylabel="score on validation videos", ylim=(0, 1.02))
+    last_only = chunks and (summary.get("chunk_validation") == "last")
+    axes[1].set(title=f"{title}: validation" + (" (last chunk only)" if last_only else ""), xlabel=xlabel,
+                ylabel="score on validation videos", ylim=(0, 1.02))
     for ax in axes:
         ax.set_xticks(x, ticks, fontsize=7 if len(x) > 12 else 8)
         ax.set_xlim(0.5, len(x) + 0.5)  # a single epoch is one point in the middle, not a zoomed axis

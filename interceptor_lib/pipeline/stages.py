@@ -85,6 +85,12 @@ def build_model(params, model_name: str, init: Path | None):
     return model
 
 
+def validated_parts(parts: list[str], chunk_validation: str) -> set[str]:
+    """The parts of a stage (DFDC chunks in training order; [""] for a stage in one part) that
+    validate after their epochs: all, or with chunk_validation "last" the last one only."""
+    return set(parts) if chunk_validation == "every" else set(parts[-1:])
+
+
 def make_datasets(params, model, rows: pd.DataFrame, val_rows: pd.DataFrame):
     """(training, validation) datasets of `rows` / `val_rows` over the crop cache, in `model`'s input
     kind and normalisation; the training one augmented as train.augment says."""
@@ -152,6 +158,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
     seen = set(earlier_datasets(params, stage)) | {sp.dataset} if params.train.select_on == "seen" else {sp.dataset}
     val = table[table["dataset"].isin(seen) & (table["split"] == "val")]
     histories, best = [], init
+    validated = validated_parts([n for n, _ in parts], params.train.chunk_validation)
     with budget:
         for name, rows in parts:
             rdir = paths.run_dir(model_name, stage, name)
@@ -169,7 +176,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                 trained = [r for _, r in parts[:[n for n, _ in parts].index(name)]]
                 rows = with_replay(rows, pd.concat([earlier, *trained]))
             model = build_model(params, model_name, best)
-            train_set, val_set = make_datasets(params, model, rows, val)
+            train_set, val_set = make_datasets(params, model, rows, val if name in validated else val.iloc[:0])
             trainer = Trainer(model, train_set, val_set, train_config(params, sp, n_videos), rdir, budget, device,
                               progress, metadata={"stage": stage, "part": name, "dataset": sp.dataset},
                               resume_from=_attached_latest(paths.attached_run_dirs(model_name, stage, name)))
@@ -190,7 +197,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                "init": str(init) if init else None, "parts": [n for n, _ in parts],
                "skipped_parts": [n for n, r in parts if r["label"].nunique() < 2],
                "history": history.to_dict("records"), "seconds": round(time.perf_counter() - t0, 1),
-               "stage_params": asdict(sp), "settings": settings}
+               "stage_params": asdict(sp), "settings": settings, "chunk_validation": params.train.chunk_validation}
     rdir = paths.run_dir(model_name, stage)
     summary["export"] = distributed.run_on_main(
         lambda: export_best(best, rdir, {"model_name": model_name, "stage": stage}) if best else None)

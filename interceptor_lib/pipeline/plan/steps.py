@@ -75,9 +75,10 @@ def train_steps(params, parts: list[Part], order: list[int], figures: Figures) -
             ips = figures.get(f"train.images_per_s.{model}", plan.train_images_per_s * _face_scale(params))
             for i, (suffix, part) in enumerate(units):
                 items = (spe or part.n("train") * t.items_per_video) * st.epochs
-                val_images = val_videos * _val_items(params, fpi) * fpi * st.epochs
-                seconds = items * fpi / (ips * parallel) + val_images / eval_ips
                 last = i == len(units) - 1
+                validates = not chunked or t.chunk_validation == "every" or last
+                val_images = val_videos * _val_items(params, fpi) * fpi * st.epochs if validates else 0
+                seconds = items * fpi / (ips * parallel) + val_images / eval_ips
                 chunk_only = chunked and not last  # its best weights, kept until the stage ends
                 steps.append(Step(f"train {model} {stage}{suffix}", "train", items, items * fpi + val_images,
                                   gpu_h=seconds / 3600, gb=w_gb * (1 if chunk_only else 1 + EXPORT_FACTOR),
