@@ -56,16 +56,3 @@ DATASETS: dict[str, DatasetEntry] = {e.name: e for e in (
     DatasetEntry("dfdc", "DFDC", "DFDC (test)", chunked=True, has_audio=True,
                  published_pool=(400, 2000), published_parts=10),
 )}
-
-
-def entry(name: str) -> DatasetEntry:
-    """The entry of dataset `name`; KeyError names the known ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {list(DATASETS)}") from None
-
-
-def chunked_dataset(names) -> str | None:
-    """The first of `names` whose training videos come in parts (DFDC), or None."""
-    return next((n for n in names if n in DATASETS and DATASETS[n].chunked), None)

@@ -36,7 +36,7 @@ WEIGHT_METHODS = ("logit", "log_loss", "auc", "equal")
 #: fewest validation videos of each class with audio (and of each without) for a weight set of their own:
 #: a set and temperature fitted to a handful of real videos follow those videos rather than the inputs
 #: with audio, and then score worse than the one set fitted on all videos (the measurement behind the
-#: number: docs/2026-12-04-layered-package.md)
+#: number is in the layered-package log under docs/)
 MIN_AUDIO_VAL = 20
 #: each kind's weights are its own fit mixed with the fit on all videos as n : AUDIO_PRIOR_VIDEOS
 #: (n = its validation videos): a few dozen videos with audio pull their set only part of the way

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from interceptor_lib.layout import RunPaths
 from interceptor_lib.metrics.calibration import apply_temperature, ece, fit_temperature, reliability
 from interceptor_lib.metrics.scores import binary_metrics
 from interceptor_lib.models.registry import list_models, model_entry
@@ -266,14 +265,3 @@ def own_family_check(families: pd.DataFrame, metric: str = "auc") -> pd.DataFram
                      f"best_other_{metric}": np.nan if best_other is None else float(best_other[metric]),
                      "beats_others": bool(best_other is None or own > float(best_other[metric]))})
     return pd.DataFrame(rows)
-
-
-def write_tables(params, **tables: pd.DataFrame | None) -> list[str]:
-    """Write each named table to <output_dir>/eval/<name>.csv (a table that is None, e.g. the artifact
-    family tables off the demo corpus, is skipped); returns the file names in the folder afterwards."""
-    out = RunPaths.of(params).eval_dir
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        if table is not None:
-            table.to_csv(out / f"{name}.csv", index=False)
-    return sorted(p.name for p in out.glob("*.csv"))

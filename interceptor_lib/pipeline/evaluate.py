@@ -44,7 +44,7 @@ TEST_SPLIT = "test"
 # error rate point, where the validation real- and fake-detection rates meet, which maximises the
 # smaller of the two, the rate a user who needs both to hold acts on. Youden's J (balanced accuracy)
 # maximises their sum instead, and with few validation reals against 4-5 times as many fakes one hard
-# real video decides it (the comparison on demo runs: docs/2026-12-04-layered-package.md).
+# real video decides it (the comparison on demo runs is in the layered-package log under docs/).
 THRESHOLD_RULE = "eer"
 META = ["dataset", "split", "video_id", "label", "method"]
 AUDIO = "has_audio"  # the video has an audio track (measured at preprocessing); kept after META where known
@@ -236,11 +236,20 @@ def write_results(params, results: pd.DataFrame, **tables: pd.DataFrame) -> dict
     """results.csv (the one tidy table) and any named extra tables under <output_dir>/eval/."""
     out = eval_dir(params)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.csv"}
-    results.to_csv(paths["results"], index=False)
+    results.to_csv(out / "results.csv", index=False)
+    return {"results": str(out / "results.csv"), **write_tables(params, **tables)}
+
+
+def write_tables(params, **tables: pd.DataFrame | None) -> dict[str, str]:
+    """Each named table as <output_dir>/eval/<name>.csv (its index too unless it is a plain range; a
+    table that is None, e.g. the artifact-family tables off the demo corpus, is skipped)."""
+    out = eval_dir(params)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
     for name, t in tables.items():
-        paths[name] = out / f"{name}.csv"
-        t.to_csv(paths[name], index=not isinstance(t.index, pd.RangeIndex))
+        if t is not None:
+            paths[name] = out / f"{name}.csv"
+            t.to_csv(paths[name], index=not isinstance(t.index, pd.RangeIndex))
     return {k: str(v) for k, v in paths.items()}
 
 
