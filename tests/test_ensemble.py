@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from interceptor_lib.ensemble.combine import Ensemble, EnsembleError, trunk_hash
-from interceptor_lib.ensemble.fit import AUDIO_PRIOR_VIDEOS, choose_threshold, ensemble_probs, fit_ensemble, fit_weights
+from interceptor_lib.ensemble.combine import Ensemble, EnsembleError, soft_or_vote, trunk_hash
+from interceptor_lib.ensemble.fit import (AUDIO_PRIOR_VIDEOS, choose_threshold, choose_vote_tau, ensemble_probs,
+                                          fit_ensemble, fit_weights)
 from interceptor_lib.ensemble.store import find_member_checkpoints, load_ensemble, load_member, save_ensemble_config
 from interceptor_lib.layout import RunPaths
 from interceptor_lib.models import create_model, list_models
@@ -182,6 +183,8 @@ def test_fit_ensemble_threshold_and_temperature():
     assert fit["val"]["balanced_accuracy"] > 0.9
     assert fit["members"]["perfect"]["auc"] == 1.0 and fit["members"]["random"]["weight"] < 0.05
     assert fit["combination"] == "logit"  # the default: log-odds voting
+    # the perfect member ranks every video right with the plain mean: no sharper vote can do better
+    assert fit["vote_tau"] is None and fit["vote_tau_scores"]["None"] == 1.0
     probs = ensemble_probs(df, fit["weights"], fit["temperature"], fit["combination"])["prob"]
     assert choose_threshold(y, probs) == pytest.approx(fit["threshold"])
     assert fit_ensemble(df, y, method="log_loss")["combination"] == "prob"
@@ -206,17 +209,81 @@ def test_log_odds_voting_keeps_a_confident_specialists_vote():
     by_prob = ensemble_probs(df, equal, combination="prob")["prob"]
     by_logit = ensemble_probs(df, equal, combination="logit")["prob"]
     assert roc_auc_score(y, by_logit) == 1.0 > roc_auc_score(y, by_prob)
-    # the module computes what the table function computes, temperature included
-    for combination in ("prob", "logit"):
+    # the module computes what the table function computes, temperature and vote temperature included
+    for combination, tau in (("prob", None), ("logit", None), ("logit", 0.3)):
         ens = Ensemble({"a": make("ll"), "b": make("bg")}, {"a": 0.7, "b": 0.3}, temperature=1.7,
-                       combination=combination)
+                       combination=combination, vote_tau=tau)
         out = ens.combine(torch.tensor(df[["a", "b"]].to_numpy()))
-        ref = ensemble_probs(df, {"a": 0.7, "b": 0.3}, 1.7, combination)
+        ref = ensemble_probs(df, {"a": 0.7, "b": 0.3}, 1.7, combination, vote_tau=tau)
         assert np.allclose(out["prob"].numpy(), ref["prob"], atol=1e-6)
         assert np.allclose(out["prob_uncalibrated"].numpy(), ref["prob_uncalibrated"], atol=1e-6)
         assert np.allclose(out["uncertainty"].numpy(), ref["uncertainty"], atol=1e-6)
     with pytest.raises(EnsembleError, match="combination"):
         Ensemble({"a": make("ll")}, combination="max")
+    for tau, combination in ((0.0, "logit"), (-1.0, "logit"), (float("inf"), "logit"), (0.5, "prob")):
+        with pytest.raises(EnsembleError, match="vote_tau"):
+            Ensemble({"a": make("ll")}, combination=combination, vote_tau=tau)
+
+
+def test_soft_or_vote_lies_between_the_weighted_mean_and_the_largest_vote():
+    g = torch.Generator().manual_seed(0)
+    votes = torch.randn(50, 6, generator=g, dtype=torch.float64) * 3
+    w = torch.rand(6, generator=g, dtype=torch.float64)
+    w = w / w.sum()
+    mean, top = votes @ w, votes.max(1).values
+    assert torch.equal(soft_or_vote(votes, w, None), mean)
+    prev = mean
+    for tau in (100.0, 2.0, 1.0, 0.5, 0.2, 0.05):
+        v = soft_or_vote(votes, w, tau)
+        assert (v >= prev - 1e-9).all() and (v <= top + 1e-9).all()  # sharper: never lower, never above the max
+        prev = v
+    assert torch.allclose(soft_or_vote(votes, w, 1e4), mean, atol=1e-2)
+    # as tau -> 0 the largest vote, less tau * log of its weight
+    assert torch.allclose(soft_or_vote(votes, w, 1e-3), top, atol=1e-2)
+
+
+def one_specialist_hears(n=80, seed=1):
+    """Two datasets. "A" (2n videos): fakes shown to members v1 and v2 (the visual ones), `s` blind to
+    them. "B" (n videos): as A, except that a quarter of its fakes are shown only to `s` (its own
+    family; v1 and v2 score them like reals). Weights fitted on both hear `s` little, since it adds
+    nothing on most videos."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ds, m in (("A", 2 * n), ("B", n)):
+        for i in range(m):
+            fake = i >= m // 2
+            own = ds == "B" and fake and i % 4 == 0
+            v = [rng.uniform(0.4, 0.95) if fake and not own else rng.uniform(0.05, 0.6) for _ in range(2)]
+            rows.append({"dataset": ds, "label": int(fake), "v1": v[0], "v2": v[1],
+                         "s": 0.97 if own else rng.uniform(0.05, 0.6)})
+    return pd.DataFrame(rows)
+
+
+def test_fit_ensemble_chooses_a_soft_or_when_one_specialist_alone_sees_a_dataset_s_fakes():
+    from sklearn.metrics import roc_auc_score
+
+    df = one_specialist_hears()
+    members, y, ds = df[["v1", "v2", "s"]], df["label"].to_numpy(), df["dataset"].to_numpy()
+    b = ds == "B"
+    fit = fit_ensemble(members, y, groups=ds, shrink=0.1)
+    mean_fit = fit_ensemble(members, y, groups=ds, shrink=0.1, vote_taus=(None,))
+    assert fit["vote_tau"] is not None and mean_fit["vote_tau"] is None
+    with_or = ensemble_probs(members, fit["weights"], fit["temperature"], "logit", vote_tau=fit["vote_tau"])["prob"]
+    mean = ensemble_probs(members, mean_fit["weights"], mean_fit["temperature"], "logit")["prob"]
+    assert roc_auc_score(y[b], with_or[b]) > roc_auc_score(y[b], mean[b]) + 0.02
+    # the choice is the best worst-dataset AUC of those tried, the mean first among equals
+    tau, scores = choose_vote_tau(members, y, fit_weights(members, y, "logit", 0.1), ds)
+    assert tau == fit["vote_tau"] and scores[str(tau)] == max(scores.values()) > scores["None"]
+    # the lower the specialist's weight, the more the mean misses B's own fakes, the sharper the vote
+    # chosen to hear them
+    taus = []
+    for w_s in (0.1, 0.02):
+        tau, scores = choose_vote_tau(members, y, {"v1": (1 - w_s) / 2, "v2": (1 - w_s) / 2, "s": w_s}, ds)
+        assert scores["None"] < 0.91 and scores[str(tau)] > 0.95
+        taus.append(tau)
+    assert taus[1] < taus[0]
+    with pytest.raises(ValueError, match="groups"):
+        choose_vote_tau(members, y, fit["weights"], ds[:-1])
 
 
 def save_member(path, name, seed=0):
@@ -241,8 +308,10 @@ def test_config_round_trip_and_last_stage_checkpoints(tmp_path):
 
     with pytest.raises(EnsembleError, match="combination"):
         save_ensemble_config(out, found, None, threshold=0.4, combination="median")
+    with pytest.raises(EnsembleError, match="vote_tau"):
+        save_ensemble_config(out, found, None, threshold=0.4, combination="logit", vote_tau=-0.5)
     path = save_ensemble_config(out, found, {"ll": 2, "tm": 1}, threshold=0.4, temperature=1.5,
-                                metadata={"profile": "test"}, combination="logit")
+                                metadata={"profile": "test"}, combination="logit", vote_tau=0.5)
     assert path == out / "ensemble" / "ensemble.json"
     doc = json.loads(path.read_text())
     assert doc["members"]["ll"]["weight"] == pytest.approx(2 / 3) and doc["members"]["tm"]["input_kind"] == "clip"
@@ -252,7 +321,7 @@ def test_config_round_trip_and_last_stage_checkpoints(tmp_path):
     out.rename(moved)
     ens = load_ensemble(moved)
     assert ens.names == ["ll", "tm"] and ens.threshold == 0.4 and ens.temperature == 1.5
-    assert ens.combination == "logit"
+    assert ens.combination == "logit" and ens.vote_tau == 0.5
     assert not ens.training
     with torch.inference_mode():
         out_ = ens(batch(b=2))
@@ -297,8 +366,9 @@ def test_fit_ensemble_gives_inputs_with_audio_their_own_weights():
     from sklearn.metrics import roc_auc_score
 
     df, y, has = audio_and_silent()
-    one = fit_ensemble(df, y, shrink=0.1)
-    two = fit_ensemble(df, y, shrink=0.1, has_audio=has)
+    # the plain mean of the votes, so that the comparison below is of the weight sets alone
+    one = fit_ensemble(df, y, shrink=0.1, vote_taus=(None,))
+    two = fit_ensemble(df, y, shrink=0.1, has_audio=has, vote_taus=(None,))
     assert one["audio"] is None and two["audio"] is not None and two["audio_note"] == ""
     assert two["audio"]["n_real"] == int((y[has] == 0).sum()) and two["audio"]["n_fake"] == int(y[has].sum())
     # where the av member is blind it gets little weight; where it sees, much more

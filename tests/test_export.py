@@ -200,10 +200,11 @@ def ensemble():
     members = {"ll": make("ll", 0), "av": make("av", 1)}  # image + clip + audio inputs
     first = members["ll"]
     members["av"].backbone.model.load_state_dict(first.trunk_state(), strict=False)  # one shared trunk
-    # the pipeline's default: log-odds voting with a temperature, and a weight set for inputs with audio
-    # (the parity batches mix rows with and without audio)
+    # what the pipeline fits: log-odds voting (a soft OR at a vote temperature) with a temperature, and a
+    # weight set for inputs with audio (the parity batches mix rows with and without audio)
     ens = ens_mod.Ensemble(members, weights={"ll": 0.6, "av": 0.4}, share_trunk=True, temperature=1.3,
-                           combination="logit", audio_weights={"ll": 0.2, "av": 0.8}, audio_temperature=0.9)
+                           combination="logit", audio_weights={"ll": 0.2, "av": 0.8}, audio_temperature=0.9,
+                           vote_tau=0.5)
     assert any(g["shared"] or g["trunk_hash"] for g in ens.trunk_groups())
     return ens
 

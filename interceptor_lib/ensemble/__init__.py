@@ -13,9 +13,9 @@ Fitting an ensemble, as the evaluation notebook does (`pipeline/evaluate.py`):
     ckpts = find_member_checkpoints(RunPaths.of(params), models)    # best of each model's last stage
     ens = Ensemble({n: load_member(p) for n, p in ckpts.items()})
     val = member_video_probs(ens, val_rows, crop_cache(params))      # video_id, label, one column per member
-    fit = fit_ensemble(val[ens.names], val["label"])                 # weights, temperature, threshold
+    fit = fit_ensemble(val[ens.names], val["label"], groups=val["dataset"])  # weights, vote tau, temperature, threshold
     save_ensemble_config(params.output_dir, ckpts, fit["weights"], fit["threshold"], fit["temperature"],
                          metadata={"profile": params.profile, "val": fit["val"]}, preprocess=params.preprocess,
-                         combination=fit["combination"], audio=fit["audio"])
+                         combination=fit["combination"], audio=fit["audio"], vote_tau=fit["vote_tau"])
     ens = load_ensemble(params.output_dir)                           # what `predict` runs
 """

@@ -16,7 +16,9 @@ apart with a drifted trunk are simply not grouped, and results equal running the
 one (tested to 1e-5).
 
 Combination (see COMBINATIONS). "logit": the members vote in log-odds, P(fake) = sigmoid(sum_j w_j
-logit(p_j) / T); "prob": the weighted mean of the probabilities, optionally temperature-scaled. An
+logit(p_j) / T), or, with a vote temperature tau, sigmoid(tau log sum_j w_j exp(logit(p_j) / tau) / T):
+a soft OR of the specialists (`soft_or_vote`); "prob": the weighted mean of the probabilities,
+optionally temperature-scaled. An
 ensemble may hold a second weight set and temperature for inputs with an audio track
 (`audio_weights`, `audio_temperature`; why and how they are fitted: `ensemble/fit.py`); it reads
 `has_audio` from the batch and combines each input with the set of its kind.
@@ -25,6 +27,7 @@ ensemble may hold a second weight set and temperature for inputs with an audio t
 from __future__ import annotations
 
 import hashlib
+import numbers
 
 import numpy as np
 import torch
@@ -40,6 +43,21 @@ COMBINATIONS = ("prob", "logit")
 #: in log-odds voting each member's P(fake) is clipped to [VOTE_EPS, 1 - VOTE_EPS] (a vote of at most
 #: +-6.9): no member can veto the others, and the log-odds stay well-conditioned for float32 exports
 VOTE_EPS = 1e-3
+
+
+def soft_or_vote(votes: torch.Tensor, w: torch.Tensor, vote_tau: float | None) -> torch.Tensor:
+    """The members' log-odds votes (B, M) combined with weights w (M,, summing to 1): the weighted
+    mean sum_j w_j v_j without `vote_tau`, else the weighted log-sum-exp tau log sum_j w_j exp(v_j / tau).
+
+    Each specialist sees one family of artifacts and is blind to the others, so a fake is usually
+    shown by one member while the rest vote "real"; the mean averages that one vote away. The
+    log-sum-exp is a soft OR: it lies between the weighted mean (tau -> infinity) and the largest vote
+    (tau -> 0), never below the mean (Jensen), so a confident member is heard while the weights still
+    say how much each member's vote counts (a member of weight w pays tau log w)."""
+    if vote_tau is None:
+        return votes @ w
+    tau = float(vote_tau)
+    return tau * torch.logsumexp(votes / tau + torch.log(w.clamp_min(1e-12)), dim=1)
 
 
 class EnsembleError(InterceptorError, ValueError):
@@ -77,7 +95,9 @@ class Ensemble(nn.Module):
     `weights`: name -> weight >= 0 (normalised to sum 1; default equal). `share_trunk`: run each
     trunk group's frozen trunk once (see the module docstring). `temperature` (T > 0, optional)
     rescales the ensemble's fake logit: prob = sigmoid(logit(weighted mean) / T); `threshold` is the
-    decision threshold on that prob (both fitted on validation, set by `load_ensemble`).
+    decision threshold on that prob (both fitted on validation, set by `load_ensemble`). `vote_tau`
+    (combination "logit" only; None = the weighted mean of the log-odds): the temperature of the soft
+    OR of the members' votes (`soft_or_vote`).
     `audio_weights` / `audio_temperature` (optional): the weight set and temperature for inputs with
     audio (see the module docstring); without `audio_weights` every input uses `weights`.
 
@@ -94,11 +114,13 @@ class Ensemble(nn.Module):
     def __init__(self, members: dict[str, DetectorBase], weights: dict[str, float] | None = None,
                  share_trunk: bool = True, temperature: float | None = None, threshold: float | None = None,
                  combination: str = "prob", audio_weights: dict[str, float] | None = None,
-                 audio_temperature: float | None = None):
+                 audio_temperature: float | None = None, vote_tau: float | None = None):
         super().__init__()
         if combination not in COMBINATIONS:
             raise EnsembleError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
+        check_vote_tau(vote_tau, combination)
         self.combination = combination
+        self.vote_tau = None if vote_tau is None else float(vote_tau)
         if not members:
             raise EnsembleError("an ensemble needs at least one member")
         bad = [n for n, m in members.items() if not isinstance(m, DetectorBase)]
@@ -246,7 +268,7 @@ class Ensemble(nn.Module):
         uncertainty = spread.clamp_min(0).sqrt()
         if self.combination == "logit":
             pm = member_probs.clamp(VOTE_EPS, 1 - VOTE_EPS)
-            z = (torch.log(pm) - torch.log1p(-pm)) @ w
+            z = soft_or_vote(torch.log(pm) - torch.log1p(-pm), w, self.vote_tau)
             raw = torch.sigmoid(z)
         else:
             p = mean.clamp(EPS, 1 - EPS)
@@ -279,6 +301,16 @@ class Ensemble(nn.Module):
             raise BatchError(f"batch[{kind + '_item'!r}] leaves item(s) {empty} "
                              f"without a {kind} row")
         return sums / counts
+
+
+def check_vote_tau(vote_tau, combination: str) -> None:
+    """A vote temperature is a positive number, and only the "logit" combination has one."""
+    if vote_tau is None:
+        return
+    if isinstance(vote_tau, bool) or not isinstance(vote_tau, numbers.Real) or not (np.isfinite(vote_tau) and vote_tau > 0):
+        raise EnsembleError(f"vote_tau must be a positive number or None, got {vote_tau!r}")
+    if combination != "logit":
+        raise EnsembleError(f"vote_tau applies to the 'logit' combination (votes in log-odds), not {combination!r}")
 
 
 def normalise_weights(weights: dict[str, float] | None, names: list[str]) -> dict[str, float]:

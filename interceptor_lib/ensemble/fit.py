@@ -8,6 +8,15 @@ logit(p_j) / T), the weights being the non-negative coefficients of a logistic r
 validation log-odds; `combination="prob"` (the other weight methods) takes the weighted mean of the
 probabilities instead.
 
+The soft OR. Specialists each see one family of artifacts, so a fake is often shown by one member
+alone; the weighted mean of the votes averages that member away. `fit_ensemble` therefore also
+chooses a vote temperature tau (`combine.soft_or_vote`: tau log sum_j w_j exp(logit(p_j) / tau),
+the weighted mean in the limit tau -> infinity, the most confident member as tau -> 0) from
+VOTE_TAUS, the one whose ensemble ranks the validation videos best on the dataset where it ranks them
+worst (`choose_vote_tau`): a detector is judged by the dataset it does worst on, and the OR matters
+exactly where one specialist alone sees the fakes (e.g. DFDC's audio-only fakes, which only the
+audio-visual member hears). The plain mean (tau None) is kept unless a sharper vote does better.
+
 Inputs with audio. The audio-visual member's main evidence exists only where a video has an audio
 track, and in the usual corpora one dataset has audio (DFDC) and the others none, so weights fitted
 on all validation videos judge it mostly where it is blind. `fit_ensemble(..., has_audio=...)`
@@ -27,7 +36,9 @@ import pandas as pd
 from scipy.optimize import minimize
 from sklearn.metrics import log_loss, roc_auc_score
 
-from interceptor_lib.ensemble.combine import COMBINATIONS, VOTE_EPS, normalise_weights
+import torch
+
+from interceptor_lib.ensemble.combine import COMBINATIONS, VOTE_EPS, check_vote_tau, normalise_weights, soft_or_vote
 from interceptor_lib.metrics import scores as _metrics
 from interceptor_lib.metrics.calibration import apply_temperature, fit_temperature
 from interceptor_lib.metrics.scores import EPS, check_binary, check_labels, has_both_classes
@@ -41,6 +52,9 @@ MIN_AUDIO_VAL = 20
 #: each kind's weights are its own fit mixed with the fit on all videos as n : AUDIO_PRIOR_VIDEOS
 #: (n = its validation videos): a few dozen videos with audio pull their set only part of the way
 AUDIO_PRIOR_VIDEOS = 50
+#: the vote temperatures `choose_vote_tau` tries, from the weighted mean of the log-odds (None) to a vote
+#: close to the most confident member's (at 0.2 a vote 1 logit below the largest adds e^-5 of its weight)
+VOTE_TAUS = (None, 2.0, 1.0, 0.5, 0.3, 0.2)
 
 
 # ----------------------------------------------------------------------------------------- fitting
@@ -170,20 +184,21 @@ def fit_weights(val_member_probs: pd.DataFrame, labels, method: str = "log_loss"
 def ensemble_probs(member_probs: pd.DataFrame, weights: dict[str, float],
                    temperature: float | None = None, combination: str = "prob", *, has_audio=None,
                    audio_weights: dict[str, float] | None = None,
-                   audio_temperature: float | None = None) -> pd.DataFrame:
+                   audio_temperature: float | None = None, vote_tau: float | None = None) -> pd.DataFrame:
     """Ensemble prob, prob_uncalibrated and uncertainty (weighted std) of video-level member
     probabilities (one column per member, as for `fit_weights`), as the Ensemble module computes
-    them (`combination`: see COMBINATIONS). With `audio_weights`, the rows where `has_audio` (one
-    bool per row) is True use them and `audio_temperature`. Returns a DataFrame with the input's
-    index."""
+    them (`combination`: see COMBINATIONS; `vote_tau`: the soft OR of the log-odds votes, see
+    `combine.soft_or_vote`). With `audio_weights`, the rows where `has_audio` (one bool per row) is
+    True use them and `audio_temperature`. Returns a DataFrame with the input's index."""
     if combination not in COMBINATIONS:
         raise ValueError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
+    check_vote_tau(vote_tau, combination)
     if audio_weights is not None and has_audio is not None:
         has = np.asarray(has_audio, dtype=bool).reshape(-1)
         if len(has) != len(member_probs):
             raise ValueError(f"has_audio has {len(has)} entries for {len(member_probs)} rows")
-        plain = ensemble_probs(member_probs, weights, temperature, combination)
-        audio = ensemble_probs(member_probs, audio_weights, audio_temperature, combination)
+        plain = ensemble_probs(member_probs, weights, temperature, combination, vote_tau=vote_tau)
+        audio = ensemble_probs(member_probs, audio_weights, audio_temperature, combination, vote_tau=vote_tau)
         rows = np.flatnonzero(has)
         plain.iloc[rows] = audio.iloc[rows].to_numpy()
         return plain
@@ -193,7 +208,7 @@ def ensemble_probs(member_probs: pd.DataFrame, weights: dict[str, float],
     mean = P @ w
     unc = np.sqrt(np.clip(((P - mean[:, None]) ** 2) @ w, 0, None))
     if combination == "logit":
-        z = _votes(P) @ w
+        z = soft_or_vote(torch.from_numpy(_votes(P)), torch.from_numpy(w), vote_tau).numpy()
         raw = _metrics.sigmoid(z)
         prob = _metrics.sigmoid(z / temperature) if temperature is not None else raw
     else:
@@ -214,8 +229,32 @@ def _combination(method: str) -> str:
     return "logit" if method == "logit" else "prob"
 
 
+def choose_vote_tau(member_probs: pd.DataFrame, labels, weights: dict[str, float], groups=None,
+                    taus=VOTE_TAUS) -> tuple[float | None, dict[str, float]]:
+    """The vote temperature of the "logit" combination (`combine.soft_or_vote`), chosen on VALIDATION:
+    of `taus`, in order, the first whose ensemble reaches the highest worst-group AUC, i.e. the
+    lowest AUC over the `groups` (one label per video, e.g. its dataset) that hold both classes;
+    the pooled AUC when `groups` is None or no group holds both classes. Taking the first of equals
+    keeps the plain weighted mean (None, first in VOTE_TAUS) unless a sharper vote ranks better.
+    Returns (tau, {str(tau): that AUC})."""
+    y = check_labels(labels)
+    masks = []
+    if groups is not None:
+        g = np.asarray(groups).reshape(-1)
+        if len(g) != len(y):
+            raise ValueError(f"{len(g)} groups for {len(y)} validation videos")
+        masks = [g == k for k in dict.fromkeys(g.tolist()) if has_both_classes(y[g == k])]
+    masks = masks or [np.ones(len(y), dtype=bool)]
+    taus, scores = list(taus), {}
+    for tau in taus:
+        raw = ensemble_probs(member_probs, weights, combination="logit", vote_tau=tau)["prob_uncalibrated"].to_numpy()
+        scores[str(tau)] = min(float(roc_auc_score(y[m], raw[m])) for m in masks)
+    best = max(range(len(taus)), key=lambda i: (round(scores[str(taus[i])], 12), -i))
+    return taus[best], scores
+
+
 def _fit_set(P: pd.DataFrame, y: np.ndarray, method: str, shrink: float, calibrate: bool,
-             prior: dict[str, float] | None = None) -> tuple[dict, float | None]:
+             prior: dict[str, float] | None = None, vote_tau: float | None = None) -> tuple[dict, float | None]:
     """One weight set and its temperature, fitted on the validation rows P (labels y); with `prior`
     (the weights fitted on all videos) the set is n / (n + AUDIO_PRIOR_VIDEOS) its own fit and the
     rest the prior."""
@@ -223,13 +262,13 @@ def _fit_set(P: pd.DataFrame, y: np.ndarray, method: str, shrink: float, calibra
     if prior is not None:
         own = len(y) / (len(y) + AUDIO_PRIOR_VIDEOS)
         weights = {n: own * w + (1 - own) * prior[n] for n, w in weights.items()}
-    raw = ensemble_probs(P, weights, combination=_combination(method))["prob_uncalibrated"].to_numpy()
+    raw = ensemble_probs(P, weights, combination=_combination(method), vote_tau=vote_tau)["prob_uncalibrated"].to_numpy()
     return weights, (fit_temperature(raw, y) if calibrate else None)
 
 
 def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", rule: str = "balanced_accuracy",
                  calibrate: bool = True, shrink: float = 0.0, has_audio=None,
-                 min_audio: int = MIN_AUDIO_VAL) -> dict:
+                 min_audio: int = MIN_AUDIO_VAL, groups=None, vote_taus=VOTE_TAUS) -> dict:
     """Everything `save_ensemble_config` needs, fitted on validation only: weights (`fit_weights`),
     a temperature of the ensemble prob (`fit_temperature`, when `calibrate`), and the threshold
     (`choose_threshold`) on the calibrated validation prob. method="logit" gives the "logit"
@@ -240,7 +279,12 @@ def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", 
     weights and temperature, fitted on its videos and shrunk towards the fit on all of them (see the
     module docstring); the threshold is chosen on the calibrated probs of all of them together.
 
-    Returns {"weights", "temperature", "combination", "threshold", "audio": {"weights",
+    method="logit" also chooses the vote temperature (`choose_vote_tau` over `vote_taus`, on the
+    weights fitted on all validation videos, judged per `groups`, e.g. each video's dataset); pass
+    `vote_taus=(None,)` for the plain weighted mean of the votes.
+
+    Returns {"weights", "temperature", "combination", "vote_tau", "vote_tau_scores" (the worst-group
+    validation AUC of each tau tried; {} for the "prob" combination), "threshold", "audio": {"weights",
     "temperature", "n_real", "n_fake"} or None, "audio_note": why there is no audio set (or ""),
     "val": the ensemble's validation metrics at that threshold, "members": each member's
     validation auc, log_loss and weight}."""
@@ -258,17 +302,20 @@ def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", 
         if short:
             note = (f"one weight set for all inputs: a set for inputs with audio needs at least {min_audio} real and "
                     f"{min_audio} fake validation videos with audio and as many without ({'; '.join(short)})")
+    pooled = fit_weights(val_member_probs, y, method, shrink)
+    vote_tau, tau_scores = (choose_vote_tau(val_member_probs, y, pooled, groups, vote_taus)
+                            if combination == "logit" else (None, {}))
     if has is None or note:
-        weights, temperature = _fit_set(val_member_probs, y, method, shrink, calibrate)
+        weights, temperature = _fit_set(val_member_probs, y, method, shrink, calibrate, vote_tau=vote_tau)
         kwargs = {}
     else:
-        pooled = fit_weights(val_member_probs, y, method, shrink)
-        weights, temperature = _fit_set(val_member_probs[~has], y[~has], method, shrink, calibrate, pooled)
-        a_weights, a_temperature = _fit_set(val_member_probs[has], y[has], method, shrink, calibrate, pooled)
+        weights, temperature = _fit_set(val_member_probs[~has], y[~has], method, shrink, calibrate, pooled, vote_tau)
+        a_weights, a_temperature = _fit_set(val_member_probs[has], y[has], method, shrink, calibrate, pooled, vote_tau)
         audio = {"weights": a_weights, "temperature": a_temperature,
                  "n_real": int((y[has] == 0).sum()), "n_fake": int((y[has] == 1).sum())}
         kwargs = {"has_audio": has, "audio_weights": a_weights, "audio_temperature": a_temperature}
-    prob = ensemble_probs(val_member_probs, weights, temperature, combination, **kwargs)["prob"].to_numpy()
+    prob = ensemble_probs(val_member_probs, weights, temperature, combination, vote_tau=vote_tau,
+                          **kwargs)["prob"].to_numpy()
     threshold = choose_threshold(y, prob, rule)
     y, s = check_binary(y, prob)
     members = {str(c): {"auc": float(roc_auc_score(y, val_member_probs[c])),
@@ -277,4 +324,4 @@ def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", 
                         **({"audio_weight": audio["weights"][str(c)]} if audio else {})}
                for c in val_member_probs.columns}
     return {"weights": weights, "temperature": temperature, "threshold": threshold, "combination": combination,
-            "audio": audio, "audio_note": note, "val": _metrics.binary_metrics(y, s, threshold), "members": members}
+            "vote_tau": vote_tau, "vote_tau_scores": tau_scores, "audio": audio, "audio_note": note, "val": _metrics.binary_metrics(y, s, threshold), "members": members}

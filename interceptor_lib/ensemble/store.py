@@ -22,7 +22,7 @@ import torch
 
 from interceptor_lib import __version__
 from interceptor_lib.config.schema import STAGE_NAMES
-from interceptor_lib.ensemble.combine import COMBINATIONS, Ensemble, EnsembleError, normalise_weights
+from interceptor_lib.ensemble.combine import COMBINATIONS, Ensemble, EnsembleError, check_vote_tau, normalise_weights
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import RunPaths, resolve_stored_path
 from interceptor_lib.models import create_model, model_entry
@@ -56,7 +56,8 @@ def _plain(obj):
 
 def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weights: dict[str, float] | None,
                          threshold: float, temperature: float | None = None, metadata: dict | None = None,
-                         preprocess=None, combination: str = "prob", audio: dict | None = None) -> Path:
+                         preprocess=None, combination: str = "prob", audio: dict | None = None,
+                         vote_tau: float | None = None) -> Path:
     """Write the ensemble config JSON (atomically) and return its path.
 
     `path`: the JSON file, or an output dir (then `<path>/ensemble/ensemble.json`). `members`: name ->
@@ -67,7 +68,8 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
     `params.preprocess`), so that `predict` crops faces exactly as training did without the params
     file. `metadata`: anything else worth keeping (profile, validation metrics, ...). `audio`: the
     weight set for inputs with audio, {"weights", "temperature"} (`fit_ensemble(...)["audio"]`), or
-    None for one set.
+    None for one set. `vote_tau`: the soft OR's temperature of the "logit" combination (None: the
+    weighted mean of the votes; `combine.soft_or_vote`).
     """
     path = Path(path)
     if path.suffix != ".json":
@@ -82,6 +84,7 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
         raise EnsembleError(f"temperature must be a positive number or None, got {temperature}")
     if combination not in COMBINATIONS:
         raise EnsembleError(f"unknown combination {combination!r}; expected one of {COMBINATIONS}")
+    check_vote_tau(vote_tau, combination)
     if audio is not None:
         a_temp = audio.get("temperature")
         if a_temp is not None and not (np.isfinite(a_temp) and a_temp > 0):
@@ -105,6 +108,7 @@ def save_ensemble_config(path: str | Path, members: dict[str, str | Path], weigh
            "members": entries, "threshold": float(threshold),
            "temperature": None if temperature is None else float(temperature),
            "combination": combination,  # members -> ensemble: see COMBINATIONS
+           "vote_tau": None if vote_tau is None else float(vote_tau),  # null: the weighted mean of the votes
            "audio": audio,  # the weight set and temperature for inputs with audio; null: `members` serve all
            "aggregation": "mean",  # frames / clips -> video by the mean of each member's P(fake)
            "preprocess": _plain(preprocess) if preprocess is not None else None,
@@ -193,7 +197,8 @@ def load_ensemble(run_dir_or_json: str | Path, device: str | torch.device = "cpu
         ens = Ensemble(members, weights, share_trunk=share_trunk, temperature=doc.get("temperature"),
                        threshold=float(doc["threshold"]), combination=combination,
                        audio_weights=audio["weights"] if audio else None,
-                       audio_temperature=audio.get("temperature") if audio else None)
+                       audio_temperature=audio.get("temperature") if audio else None,
+                       vote_tau=doc.get("vote_tau"))  # absent in configs written before it existed: the mean
     except EnsembleError as e:
         raise EnsembleError(f"{path}: {e}") from e
     ens.config, ens.config_path = doc, path

@@ -130,8 +130,8 @@ def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
 
 def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
                           method: str = "logit", shrink: float = 0.1, rule: str = THRESHOLD_RULE) -> dict:
-    """Fit the ensemble on the pooled validation videos of every dataset (weights, temperature,
-    threshold by `rule`; `interceptor_lib.ensemble.fit.fit_ensemble`, with a weight set of their own for
+    """Fit the ensemble on the pooled validation videos of every dataset (weights, the vote temperature
+    by the worst dataset's validation AUC, temperature, threshold by `rule`; `interceptor_lib.ensemble.fit.fit_ensemble`, with a weight set of their own for
     the videos with audio when validation holds enough of them) and write
     <output_dir>/ensemble/ensemble.json for `predict`. Returns the fit (weights, temperature,
     threshold, audio, val metrics, path)."""
@@ -140,12 +140,15 @@ def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None
     if not has_both_classes(val["label"].to_numpy()):
         raise InterceptorError("the validation splits hold one class only; the ensemble cannot be fitted")
     fit = fit_ensemble(val[models], val["label"].to_numpy(), method=method, rule=rule, shrink=shrink,
-                       has_audio=val[AUDIO].astype(bool).to_numpy() if AUDIO in val.columns else None)
+                       has_audio=val[AUDIO].astype(bool).to_numpy() if AUDIO in val.columns else None,
+                       groups=val["dataset"].to_numpy())
     ckpts = find_member_checkpoints(RunPaths.of(params), models, params.profile)
     path = save_ensemble_config(params.output_dir, ckpts, fit["weights"], fit["threshold"], fit["temperature"],
                                 preprocess=params.preprocess, combination=fit["combination"], audio=fit["audio"],
+                                vote_tau=fit["vote_tau"],
                                 metadata={"profile": params.profile, "weight_method": method, "shrink": shrink,
                                           "threshold_rule": rule, "audio_note": fit["audio_note"],
+                                          "vote_tau_worst_dataset_val_auc": fit["vote_tau_scores"],
                                           "fitted_on": f"{len(val)} validation videos of "
                                                        f"{sorted(val['dataset'].unique())}",
                                           "val": fit["val"]})
@@ -154,10 +157,10 @@ def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None
 
 def fit_from_config(doc: dict) -> dict:
     """The ensemble fit that `add_ensemble` takes, from a saved ensemble.json document
-    (`read_ensemble_config`): models, weights, temperature, threshold, combination, audio."""
+    (`read_ensemble_config`): models, weights, temperature, threshold, combination, vote_tau, audio."""
     return {"models": list(doc["members"]), "weights": {n: e["weight"] for n, e in doc["members"].items()},
             "temperature": doc.get("temperature"), "threshold": doc["threshold"],
-            "combination": doc.get("combination", "prob"), "audio": doc.get("audio")}
+            "combination": doc.get("combination", "prob"), "vote_tau": doc.get("vote_tau"), "audio": doc.get("audio")}
 
 
 def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
@@ -166,7 +169,7 @@ def add_ensemble(videos: pd.DataFrame, fit: dict) -> pd.DataFrame:
     e = ensemble_probs(videos[fit["models"]], fit["weights"], fit["temperature"], fit.get("combination", "prob"),
                        has_audio=videos[AUDIO].astype(bool).to_numpy() if audio else None,
                        audio_weights=audio["weights"] if audio else None,
-                       audio_temperature=audio["temperature"] if audio else None)
+                       audio_temperature=audio["temperature"] if audio else None, vote_tau=fit.get("vote_tau"))
     return videos.assign(**{ENSEMBLE: e["prob"].to_numpy(), "uncertainty": e["uncertainty"].to_numpy()})
 
 
