@@ -13,6 +13,7 @@ from interceptor_lib.config.load import read_params
 from interceptor_lib.config.schema import Params
 from interceptor_lib.data.faces import optional_detector_missing
 from interceptor_lib.data.indexers import INDEXERS
+from interceptor_lib.data.perturb import PERTURBATIONS
 from interceptor_lib.errors import ParamsError
 from interceptor_lib.models import list_models, model_entry
 
@@ -35,6 +36,10 @@ def check_names(p: Params, check_paths: bool = True) -> None:
         missing = optional_detector_missing(p.preprocess.detector)
         if missing:
             raise ParamsError(f"params key 'preprocess.detector': {missing}")
+    unknown = [x for x in p.evaluation.robustness.perturbations if x not in PERTURBATIONS]
+    if unknown or len(set(p.evaluation.robustness.perturbations)) != len(p.evaluation.robustness.perturbations):
+        raise ParamsError(f"params key 'evaluation.robustness.perturbations': a list of distinct names of "
+                          f"{list(PERTURBATIONS)}, got {p.evaluation.robustness.perturbations!r}")
     unknown = [m for m in p.train.models if m not in list_models()]
     if unknown:
         raise ParamsError(f"params key 'train.models': unknown model(s) {unknown}; known: {list_models()}")

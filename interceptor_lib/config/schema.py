@@ -219,6 +219,9 @@ class PlanParams:
         "ffpp": 1.0, "celebdf": 0.8, "wilddeepfake": 0.6, "dfdc": 1.0})
     train_images_per_s: float = 120.0  # per GPU at 224 px, AMP, T4, EfficientNet-B4 fwd+bwd (50-70 at 380 px)
     eval_images_per_s: float = 360.0   # per GPU, forward only: about 3x training
+    # CPU-seconds to re-encode one test video with H.264 for the robustness sweep's video compression
+    # (a 10 s 1080p DFDC video at x264's veryfast preset, one thread)
+    reencode_cpu_s_per_video: float = 8.0
     gpus: int = 2                    # Kaggle's T4 x2, trained with DDP
     ddp_efficiency: float = 0.9      # share of N x one GPU's throughput that DDP over N GPUs keeps
     session_overhead_h: float = 0.25  # per GPU session: install, attach inputs, load models
@@ -227,6 +230,33 @@ class PlanParams:
     model_mb: dict[str, float] = field(default_factory=lambda: {
         "ll": 98.5, "bg": 93.6, "av": 94.6, "cm": 92.8, "rr": 92.0, "tm": 95.2,
         "effnet_b4": 74.6, "xception": 83.5, "dual_stream_v3": 14.3})
+
+
+@dataclass
+class RobustnessParams:
+    """`evaluation.robustness` (notebook 09, pipeline.robustness): the test videos under the
+    DeeperForensics-1.0 perturbations (data.perturb), every model and the ensemble scored."""
+
+    enabled: bool = True
+    # the protocol's seven (data.perturb.PERTURBATIONS also offers jpeg_quality, a real JPEG re-encode)
+    perturbations: list[str] = field(default_factory=lambda: [
+        "saturation", "contrast", "block", "noise", "blur", "jpeg", "video_compression"])
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # of 1-5; level 0 (clean) is always scored
+    # test videos per dataset: every real one and as many fakes (the AUC needs both), at most this
+    # many in all; 0 = every test video
+    videos_per_dataset: int = 0
+    items_per_video: int = 4         # evenly spaced frames (image models) and clips (clip models) per video
+
+
+@dataclass
+class EvaluationParams:
+    """`evaluation`: what notebooks 06 and 09 score beyond the last stage's models on clean test videos."""
+
+    # every model's best checkpoint after each stage on every test set (eval/stage_matrix.csv):
+    # what each stage gains on its dataset and forgets on the earlier ones
+    stage_matrix: bool = True
+    matrix_items_per_video: int = 0  # evenly spaced frames / clips per video for the matrix (0 = every cached item)
+    robustness: RobustnessParams = field(default_factory=RobustnessParams)
 
 
 @dataclass
@@ -242,6 +272,7 @@ class Params:
     inspection: InspectionParams = field(default_factory=InspectionParams)
     train: TrainParams = field(default_factory=TrainParams)
     plan: PlanParams = field(default_factory=PlanParams)
+    evaluation: EvaluationParams = field(default_factory=EvaluationParams)
 
     @property
     def out(self) -> Path:

@@ -24,6 +24,8 @@ _RANGES = [
     ("train.label_smoothing", 0, 1, True, False), ("train.focal_gamma", 0, None), ("train.samples_per_epoch", 0, None),
     ("train.time_budget_h", 0, None, False), ("train.storage_budget_gb", 0, None, False),
     ("train.checkpoint_chunk_mb", 0, None, False), ("train.keep_last", 1, None),
+    ("evaluation.matrix_items_per_video", 0, None), ("evaluation.robustness.videos_per_dataset", 0, None),
+    ("evaluation.robustness.items_per_video", 1, None),
 ]
 
 
@@ -108,6 +110,11 @@ def check(p: Params, check_paths: bool = True) -> None:
         raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
     if p.train.chunk_validation not in CHUNK_VALIDATION:
         raise ParamsError(f"params key 'train.chunk_validation' must be every or last, got {p.train.chunk_validation!r}")
+    r = p.evaluation.robustness
+    if not r.levels or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5 for v in r.levels) \
+            or len(set(r.levels)) != len(r.levels):
+        raise ParamsError(f"params key 'evaluation.robustness.levels' is a list of distinct levels 1-5 (0, the clean "
+                          f"videos, is always scored), got {r.levels!r}")
     pt = p.train.pretext
     if pt.steps < 0 or pt.batch_size < 2 or not 0 <= pt.local <= 1 or pt.lr <= 0:
         raise ParamsError(f"params key 'train.pretext' needs steps >= 0, batch_size >= 2, lr > 0 and local in "

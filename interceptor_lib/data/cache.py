@@ -197,7 +197,7 @@ def build_cache(table: pd.DataFrame, params: PreprocessParams, cache_root: str |
 
     try:
         # one pool of workers for every pass (starting one costs each worker its imports), one bar
-        with _pool(params.workers) as pool, \
+        with worker_pool(params.workers) as pool, \
                 progress_bar(total=total, desc="face crops", disable=not progress, unit="video") as bar:
             for group in groups.values():
                 first = [r for r in group if not _reuses(r, rows, params)]
@@ -358,7 +358,7 @@ def _fingerprint(path: str, member: str) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}" + (f"::{member}" if member else "")
 
 
-class _pool:
+class worker_pool:
     """A pool of `n` spawned workers, or none (in-process) for n <= 1. Spawn, not fork: forking a
     process whose OpenCV / FFmpeg thread pools are running can deadlock the children."""
 

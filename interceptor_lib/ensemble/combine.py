@@ -67,10 +67,16 @@ class EnsembleError(InterceptorError, ValueError):
 # ----------------------------------------------------------------------------------------- trunk
 
 def trunk_hash(model: DetectorBase) -> str:
-    """sha256 of the model's frozen trunk: sorted state names, dtypes, shapes and tensor bytes.
-    Equal hashes (with equal depth and input kind) mean the trunk computes the same function."""
+    """sha256 of the model's frozen trunk (`state_hash` of its trunk_state). Equal hashes (with equal
+    depth and input kind) mean the trunk computes the same function."""
+    return state_hash(model.trunk_state())
+
+
+def state_hash(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict: sorted names, dtypes, shapes and tensor bytes (the weights themselves,
+    whatever file or format they were stored in)."""
     h = hashlib.sha256()
-    for name, t in sorted(model.trunk_state().items()):
+    for name, t in sorted(state.items()):
         t = t.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))

@@ -23,12 +23,14 @@ INPUT_KEYS = ("image", "clip", "audio", "has_audio")
 
 
 def member_item_probs(ens: Ensemble, table: pd.DataFrame, cache: FaceCropCache, batch_size: int = 32,
-                      num_workers: int = 0, device: str | torch.device | None = None) -> dict[str, pd.DataFrame]:
+                      num_workers: int = 0, device: str | torch.device | None = None,
+                      items_per_video: int = 0) -> dict[str, pd.DataFrame]:
     """Every member's P(fake) on every item: {input kind: DataFrame} for each kind ("image", then
     "clip") that has members, one row per item (a frame for image members, a clip for clip members) of
     each video of `table` that the cache holds, in the dataset's order, with columns video_id, label,
     then one per member of that kind in ensemble order. `device`: where the batches go (default: the
-    ensemble's). The ensemble scores in eval mode and is left in the mode it was in."""
+    ensemble's). `items_per_video` > 0 scores that many evenly spaced frames / clips of each video
+    (0: every cached one). The ensemble scores in eval mode and is left in the mode it was in."""
     device = torch.device(device) if device is not None else next(ens.parameters()).device
     dc = ens.data_config
     transform = build_transform(False, dc["mean"], dc["std"])
@@ -40,7 +42,8 @@ def member_item_probs(ens: Ensemble, table: pd.DataFrame, cache: FaceCropCache, 
             names = [n for n in ens.names if ens.members[n].input_kind == kind]
             if not names:
                 continue
-            loader = DataLoader(dataset(table, cache, transform), batch_size=batch_size, shuffle=False,
+            loader = DataLoader(dataset(table, cache, transform, items_per_video=items_per_video),
+                                batch_size=batch_size, shuffle=False,
                                 num_workers=num_workers)
             rows: dict[str, list] = {"video_id": [], "label": [], **{n: [] for n in names}}
             with torch.inference_mode():
@@ -57,12 +60,14 @@ def member_item_probs(ens: Ensemble, table: pd.DataFrame, cache: FaceCropCache, 
 
 
 def member_video_probs(ens: Ensemble, table: pd.DataFrame, cache: FaceCropCache, batch_size: int = 32,
-                       num_workers: int = 0, device: str | torch.device | None = None) -> pd.DataFrame:
+                       num_workers: int = 0, device: str | torch.device | None = None,
+                       items_per_video: int = 0) -> pd.DataFrame:
     """Video-level P(fake) of every member over the crop cache, the input of `fit_weights`: one row per
     video of `table` that the cache holds (sorted by video_id), columns video_id, label and one per
     member (the mean over the video's frames for image members, over its clips for clip members, as
-    `predict` does). Videos without clips have NaN for the clip members."""
-    scored = member_item_probs(ens, table, cache, batch_size, num_workers, device)
+    `predict` does; `items_per_video` as for `member_item_probs`). Videos without clips have NaN for
+    the clip members."""
+    scored = member_item_probs(ens, table, cache, batch_size, num_workers, device, items_per_video)
     labels = {}
     parts = []
     for items in scored.values():

@@ -205,6 +205,19 @@ def load_ensemble(run_dir_or_json: str | Path, device: str | torch.device = "cpu
     return ens.to(device).eval()
 
 
+def stage_checkpoint(paths: RunPaths, model: str, stage: str) -> Path | None:
+    """The best checkpoint of `model`'s finished `stage` (done.json's "best"; its fp16 "export" when
+    the full checkpoint no longer exists), or None when the stage has not finished."""
+    info, _ = paths.find_done(model, stage)
+    if info is None or not info.get("best") or info["best"] == "None":
+        return None
+    path = Path(info["best"])
+    export = (info.get("export") or {}).get("path")
+    if not path.exists() and export:  # the full checkpoint was removed; its fp16 export is kept
+        path = Path(export)
+    return path
+
+
 def find_member_checkpoints(paths: RunPaths, models: list[str] | None = None,
                             profile: str | None = None) -> dict[str, Path]:
     """Each model's best checkpoint of its LAST finished stage (stage4 > stage3 > stage2 > stage1),
@@ -223,12 +236,8 @@ def find_member_checkpoints(paths: RunPaths, models: list[str] | None = None,
     found: dict[str, Path] = {}
     for model in models:
         for stage in reversed(list(STAGE_NAMES)):
-            info, _ = paths.find_done(model, stage)
-            if info is not None and info.get("best") and info["best"] != "None":
-                path = Path(info["best"])
-                export = (info.get("export") or {}).get("path")
-                if not path.exists() and export:  # the full checkpoint was removed; its fp16 export is kept
-                    path = Path(export)
+            path = stage_checkpoint(paths, model, stage)
+            if path is not None:
                 found[model] = path
                 break
         if model not in found:

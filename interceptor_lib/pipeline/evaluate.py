@@ -66,7 +66,8 @@ def load_members(params, models: list[str] | None = None, device: str = "cpu"):
     return Ensemble(members).eval(), ckpts
 
 
-def _eval_rows(params) -> pd.DataFrame:
+def eval_rows(params) -> pd.DataFrame:
+    """The index rows of every cached validation and test video."""
     table = crop_cache(params).usable(load_index(params))
     return table[table["split"].isin(["val", TEST_SPLIT])].reset_index(drop=True)
 
@@ -96,7 +97,7 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
     ens, ckpts = load_members(params, models, device)
     out_dir = eval_dir(params)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = _eval_rows(params)
+    rows = eval_rows(params)
     cache = crop_cache(params)
     stamp = predictions_stamp(ckpts, rows, cache.dir)
     cached, meta = out_dir / "item_predictions.csv", out_dir / "item_predictions.json"

@@ -72,8 +72,51 @@ def results_markdown(params) -> str:
         if audio:
             wa = ", ".join(f"{k} {v:.2f}" for k, v in audio["weights"].items())
             w = f"{w} (videos without audio); {wa} (videos with audio)"
-        lines += [f"Ensemble weights (fitted on validation): {w}; threshold {doc['threshold']:.3f}."]
+        tau = doc.get("vote_tau")
+        vote = f"soft OR at vote temperature {tau:g}" if tau is not None else "weighted mean of the votes"
+        lines += [f"Ensemble weights (fitted on validation): {w}; {vote}; threshold {doc['threshold']:.3f}."]
+    lines += stage_matrix_markdown(path.parent / "stage_matrix.csv", sets)
+    lines += robustness_markdown(path.parent / "robustness.csv", synthetic)
     return "\n".join(lines)
+
+
+def stage_matrix_markdown(path: Path, sets: list[str]) -> list[str]:
+    """Lines for notebook 06's stage_matrix.csv ([] when absent): the ensemble of each stage's
+    checkpoints on every test set, video AUC."""
+    if not path.is_file():
+        return []
+    m = pd.read_csv(path)
+    e = m[m["model"] == "ensemble"]
+    if e.empty:
+        return []
+    stages = list(dict.fromkeys(e["stage"]))
+    cell = {(f"after {st} ({e.loc[e['stage'] == st, 'dataset'].iloc[0]})", d): v
+            for (st, d), v in e.set_index(["stage", "test_set"])["video_auc"].items()}
+    rows = [f"after {st} ({e.loc[e['stage'] == st, 'dataset'].iloc[0]})" for st in stages]
+    return (["", "What each stage gains and forgets: the ensemble of every model's best checkpoint after each stage, "
+             f"video AUC per test set (`eval/{path.name}`, every model's own in notebook 06):", ""]
+            + _table(cell, rows, [d for d in sets if d in set(e["test_set"])], _fmt))
+
+
+def robustness_markdown(path: Path, synthetic: bool) -> list[str]:
+    """Lines for notebook 09's robustness.csv ([] when absent): per perturbation the ensemble's video
+    AUC clean and at each level (mean over the test sets), and the specialist that holds up best."""
+    if not path.is_file():
+        return []
+    r = pd.read_csv(path)
+    mean = r.groupby(["perturbation", "model", "level"], sort=False)["video_auc"].mean()
+    levels = sorted(r["level"].unique())
+    out = ["", "Robustness: the ensemble's video AUC (mean over the test sets) under each DeeperForensics-1.0 "
+           f"perturbation by level (0 = clean), and the specialist with the highest AUC over the perturbed levels "
+           f"(`eval/{path.name}`, notebook 09{'; synthetic corpus' if synthetic else ''}):", "",
+           "| perturbation | " + " | ".join(f"level {lv}" for lv in levels) + " | holds up best |",
+           "|---|" + "---|" * (len(levels) + 1)]
+    for name in dict.fromkeys(r["perturbation"]):
+        g = mean[name]
+        hit = g[g.index.get_level_values("level") > 0].groupby(level="model").mean().drop("ensemble", errors="ignore")
+        best = f"{hit.idxmax()} ({hit.max():.3f})" if hit.notna().any() else "–"
+        out.append(f"| {name} | " + " | ".join(_fmt(g.get(("ensemble", lv))) for lv in levels) + f" | {best} |")
+    return out + [""]
 
 
 def perceivable_markdown(path: Path, models: list[str], sets: list[str]) -> list[str]:

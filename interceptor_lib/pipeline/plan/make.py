@@ -11,7 +11,8 @@ from interceptor_lib.layout import RunPaths
 from interceptor_lib.pipeline.plan.packing import pack_cpu, pack_gpu
 from interceptor_lib.pipeline.plan.records import EVAL_GB, Figures, Plan, Step
 from interceptor_lib.pipeline.plan.sizes import data_parts, planned_datasets, published_parts
-from interceptor_lib.pipeline.plan.steps import evaluate_step, preprocess_steps, train_steps
+from interceptor_lib.pipeline.plan.steps import (evaluate_step, preprocess_steps, robustness_step, stage_matrix_step,
+                                                 train_steps)
 from interceptor_lib.training.throughput import measured
 
 
@@ -69,7 +70,9 @@ def make_plan(params, sizes: str = "published") -> Plan:
     figures = Figures(measured(_roots(params)))
     pre = preprocess_steps(params, parts, order, figures)
     train = train_steps(params, parts, order, figures)
-    gpu_steps = train + ([evaluate_step(params, parts, figures)] if train else [])
+    evaluation = [evaluate_step(params, parts, figures), stage_matrix_step(params, parts, figures),
+                  robustness_step(params, parts, figures)]
+    gpu_steps = train + ([s for s in evaluation if s is not None] if train else [])
 
     if p.session_overhead_h >= hours:
         problems.append(f"plan.session_overhead_h ({p.session_overhead_h} h) leaves no time in a session of "
@@ -85,11 +88,15 @@ def make_plan(params, sizes: str = "published") -> Plan:
                         f"{t.keep_last + 1} training states of 3 x {p.model_mb[model]:.1f} MB fp32 weights), over "
                         f"train.storage_budget_gb {gb}: raise train.storage_budget_gb to at least "
                         f"{math.ceil(s.work_gb * 10) / 10:.1f} or lower train.keep_last")
-    ev = gpu_steps[-1] if gpu_steps else None
-    if ev is not None and ev.gpu_h + p.session_overhead_h > hours:
-        problems.append(f"evaluate takes {ev.gpu_h:.1f} h on one GPU ({ev.images:,} images) and does not resume: "
-                        f"more than a session leaves ({hours - p.session_overhead_h:.1f} h); lower "
-                        f"preprocess.frames_per_video / preprocess.clips_per_video or raise train.time_budget_h")
+    ev = gpu_steps[len(train)] if len(gpu_steps) > len(train) else None
+    for step in gpu_steps[len(train):]:
+        if step.gpu_h + p.session_overhead_h > hours:
+            lower = {"evaluate": "preprocess.frames_per_video / preprocess.clips_per_video",
+                     "stage matrix": "evaluation.matrix_items_per_video",
+                     "robustness sweep": "evaluation.robustness.levels / videos_per_dataset / items_per_video"}[step.name]
+            problems.append(f"{step.name} takes {step.gpu_h:.1f} h on one GPU ({step.images:,} images) and does not "
+                            f"resume: more than a session leaves ({hours - p.session_overhead_h:.1f} h); lower "
+                            f"{lower} or raise train.time_budget_h")
     if ev is not None and EVAL_GB > gb:
         problems.append(f"evaluate writes about {EVAL_GB} GB, over train.storage_budget_gb {gb}: raise it")
 

@@ -1,8 +1,10 @@
-"""The chain as steps: preprocess each part, train each (model, stage[, chunk]), evaluate; with the
-hours and gigabytes each takes from the throughput figures."""
+"""The chain as steps: preprocess each part, train each (model, stage[, chunk]), evaluate (with the
+stage matrix and the robustness sweep); with the hours and gigabytes each takes from the throughput
+figures."""
 
 from __future__ import annotations
 
+from interceptor_lib.data.perturb import VIDEO_PERTURBATIONS
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.models import model_entry
@@ -105,6 +107,53 @@ def evaluate_step(params, parts: list[Part], figures: Figures) -> Step:
     eval_ips = figures.get("eval.images_per_s", params.plan.eval_images_per_s * _face_scale(params))
     return Step("evaluate", "evaluate", videos * len(params.train.models), images, gpu_h=images / eval_ips / 3600,
                 gb=EVAL_GB, splittable=False, keep=("evaluate",))
+
+
+def _items_images(params, items_per_video: int) -> int:
+    """Images through the network per video and per model set, at `items_per_video` frames / clips
+    (0 = every cached one)."""
+    pp = params.preprocess
+    out = 0
+    for m in params.train.models:
+        fpi = frames_per_item(params, m)
+        cached = pp.frames_per_video if fpi == 1 else pp.clips_per_video
+        out += (min(items_per_video, cached) if items_per_video else cached) * fpi
+    return out
+
+
+def stage_matrix_step(params, parts: list[Part], figures: Figures) -> Step | None:
+    """Notebook 06's stage matrix: every stage's checkpoint of every model on the validation and test
+    videos (evaluation.matrix_items_per_video); None when evaluation.stage_matrix is off."""
+    if not params.evaluation.stage_matrix:
+        return None
+    videos = sum(p.n("val") + p.n("test") for p in parts)
+    images = videos * _items_images(params, params.evaluation.matrix_items_per_video) * len(params.train.stages)
+    eval_ips = figures.get("eval.images_per_s", params.plan.eval_images_per_s * _face_scale(params))
+    return Step("stage matrix", "evaluate", videos * len(params.train.models) * len(params.train.stages), images,
+                gpu_h=images / eval_ips / 3600, splittable=False, keep=("evaluate",))
+
+
+def robustness_step(params, parts: list[Part], figures: Figures) -> Step | None:
+    """Notebook 09's sweep: (1 + perturbations x levels) scorings of the sweep's test videos, plus an
+    H.264 re-encode of each per video-compression level on the CPU cores (counted in the session's
+    hours); None when evaluation.robustness is off."""
+    r = params.evaluation.robustness
+    if not r.enabled:
+        return None
+    videos = 0
+    for ds in dict.fromkeys(p.dataset for p in parts):
+        real = sum(p.n("test", "original") for p in parts if p.dataset == ds)
+        fake = sum(p.n("test", "fake") for p in parts if p.dataset == ds)
+        both = 2 * min(real, fake) if real and fake else real + fake
+        videos += min(both, r.videos_per_dataset) if r.videos_per_dataset else real + fake
+    conditions = 1 + len(r.perturbations) * len(r.levels)
+    images = videos * _items_images(params, r.items_per_video) * conditions
+    eval_ips = figures.get("eval.images_per_s", params.plan.eval_images_per_s * _face_scale(params))
+    reencodes = videos * len(r.levels) * sum(x in VIDEO_PERTURBATIONS for x in r.perturbations)
+    cpu_s = reencodes * figures.get("robustness.reencode_cpu_s_per_video", params.plan.reencode_cpu_s_per_video)
+    return Step("robustness sweep", "evaluate", videos * conditions, images,
+                gpu_h=images / eval_ips / 3600 + cpu_s / params.plan.cpu_cores / 3600, splittable=False,
+                keep=("evaluate",))
 
 
 def _face_scale(params) -> float:
