@@ -2,10 +2,12 @@
 
   (a) plain PyAV decoding of the sampled frames (what a loader without a cache does every epoch),
   (b) decode + face detection + crop + encode, i.e. building the cache (paid once),
-  (c) reading crops from the cache through FrameDataset with training augmentation.
+  (c) reading crops from the cache through FrameDataset with training augmentation,
+  (d) per cached crop: the training augmentation against a self-blended pseudo-fake
+      (`data.pseudo_fakes.self_blend`), which a loader would make in its place.
 
-Prints frames/s of each and the ratios (c)/(a) and (b)/(a). Goal: (c) >= 10x (a), so that training
-never waits on video decoding. Absolute numbers depend on the machine; the ratios are the result.
+Prints frames/s of each and the ratios (c)/(a), (b)/(a) and (d). Goals: (c) >= 10x (a), so that
+training never waits on video decoding; a pseudo-fake costs at most one augmentation (d <= 1). Absolute numbers depend on the machine; the ratios are the result.
 
 The videos are synthetic but sized like the real datasets (default 1920x1080, 30 fps, 10 s like most
 DFDC clips; FF++ c23 and Celeb-DF are mostly 480p-720p: try --height 720), H.264 at CRF 23 with a moving,
@@ -31,6 +33,7 @@ from torch.utils.data import DataLoader
 from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.datasets import FrameDataset, build_transform
+from interceptor_lib.data.pseudo_fakes import blend_rng, self_blend
 from interceptor_lib.data.table import make_table
 from interceptor_lib.data.video import VideoSource, sample_frame_indices, write_video
 
@@ -121,6 +124,22 @@ def main(argv=None) -> dict:
                 result[fmt][f"dataset_fps_{workers}w"] = fps_c
                 print(f"(c) {fmt} cache + augmentation, {workers} loader worker(s): {fps_c:8.1f} frames/s   "
                       f"(c)/(a) = {fps_c / fps_a:.1f}x (goal >= 10x: {'met' if fps_c / fps_a >= 10 else 'NOT met'})")
+        # (d) on the last format's crops: augmentation vs self-blend, one crop at a time, one thread
+        crops = [c for v in table["video_id"] for c in cache.reader(v).frames()]
+        augment = build_transform(train=True)
+        torch.manual_seed(0)
+        t = time.perf_counter()
+        for c in crops:
+            augment(torch.from_numpy(c).permute(2, 0, 1))
+        aug_s = (time.perf_counter() - t) / len(crops)
+        t = time.perf_counter()
+        for i, c in enumerate(crops):
+            self_blend(c, blend_rng(0, 0, i))
+        blend_s = (time.perf_counter() - t) / len(crops)
+        result["augment_ms_per_crop"], result["self_blend_ms_per_crop"] = aug_s * 1e3, blend_s * 1e3
+        print(f"(d) per {a.face_size} px crop: augmentation {aug_s * 1e3:.2f} ms, self-blended pseudo-fake "
+              f"{blend_s * 1e3:.2f} ms   ratio {blend_s / aug_s:.2f} (goal <= 1: "
+              f"{'met' if blend_s <= aug_s else 'NOT met'})")
     return result
 
 

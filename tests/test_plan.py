@@ -42,12 +42,32 @@ def test_kaggle_published_plan_fits_every_session_budget():
     steps = {s["name"]: s for s in d["steps"]}
     assert steps["preprocess ffpp"]["items"] == 6000
     assert sum(s["items"] for n, s in steps.items() if n.startswith("preprocess dfdc chunk")) == 24000
-    # one training step per (model, DFDC chunk), then evaluate last
+    # one training step per (model, DFDC chunk), then evaluate, the stage matrix and the robustness sweep
     assert sum(n.startswith("train tm stage4 chunk") for n in steps) == 10
-    assert d["steps"][-1]["name"] == "evaluate"
+    assert [s["name"] for s in d["steps"][-3:]] == ["evaluate", "stage matrix", "robustness sweep"]
+    # the sweep: 50 real and 50 fake test videos per dataset, clean and 7 perturbations x 5 levels
+    r = params.evaluation.robustness
+    assert steps["robustness sweep"]["items"] == 4 * r.videos_per_dataset * (1 + 7 * 5)
     # an epoch draws items_per_video per training video (6 epochs over FF++'s 720 + 3,600 training videos)
     per = params.train.items_per_video
     assert steps["train tm stage1"]["items"] == steps["train ll stage1"]["items"] == 6 * (720 + 3600) * per
+
+
+def test_the_robustness_sweep_counts_its_re_encodes_and_the_stage_matrix_every_stage():
+    params = kaggle()
+    d = {s["name"]: s for s in make_plan(params).to_dict()["steps"]}
+    sweep, matrix = d["robustness sweep"], d["stage matrix"]
+    params.evaluation.robustness.perturbations = [p for p in params.evaluation.robustness.perturbations
+                                                  if p != "video_compression"]
+    without = {s["name"]: s for s in make_plan(params).to_dict()["steps"]}["robustness sweep"]
+    # 400 videos x 5 levels re-encoded at plan.reencode_cpu_s_per_video on plan.cpu_cores
+    reencode_h = 400 * 5 * params.plan.reencode_cpu_s_per_video / params.plan.cpu_cores / 3600
+    assert sweep["gpu_h"] - without["gpu_h"] > 0.8 * reencode_h
+    assert matrix["items"] == d["evaluate"]["items"] * len(params.train.stages)
+    params.evaluation.robustness.enabled = False
+    params.evaluation.stage_matrix = False
+    names = [s["name"] for s in make_plan(params).to_dict()["steps"]]
+    assert "robustness sweep" not in names and "stage matrix" not in names and names[-1] == "evaluate"
 
 
 def test_clip_models_draw_clip_len_frames_per_item_in_training_and_validation():
@@ -159,7 +179,8 @@ def test_sizes_data_reads_the_index_table(tmp_path):
 
 
 def test_a_step_longer_than_a_session_is_split_and_hours_are_conserved():
-    over = {"train.models": ["tm"], "train.stages.stage1.epochs": 30}
+    # the robustness sweep does not resume: in 2 h sessions it is a problem of its own (below)
+    over = {"train.models": ["tm"], "train.stages.stage1.epochs": 30, "evaluation.robustness.enabled": False}
     whole = make_plan(kaggle(**over)).to_dict()
     short = kaggle(**over, **{"train.time_budget_h": 2.0})
     d = make_plan(short).to_dict()
@@ -176,6 +197,9 @@ def test_a_step_longer_than_a_session_is_split_and_hours_are_conserved():
                                                          abs=1e-3)
     cpu = [s for s in d["sessions"] if s["kind"] == "cpu"]
     assert sum(s["cpu_h"] for s in cpu) == pytest.approx(d["total_cpu_h"], abs=1e-3)
+    sweep = make_plan(kaggle(**{**over, "evaluation.robustness.enabled": True, "train.time_budget_h": 2.0})).to_dict()
+    assert not sweep["fits"]
+    assert any(p.startswith("robustness sweep takes") and "evaluation.robustness" in p for p in sweep["problems"])
 
 
 def test_more_gpus_shorten_training_but_not_evaluation():

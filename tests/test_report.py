@@ -35,10 +35,34 @@ def test_markdown_from_results_csv(tmp_path):
     # the ensemble's weights, both sets when it has one for videos with audio
     members = {n: tmp_path / "runs" / n for n in ("ll", "av")}
     save_ensemble_config(tmp_path, members, {"ll": 3, "av": 1}, 0.4)
-    assert "Ensemble weights (fitted on validation): ll 0.75, av 0.25; threshold 0.400." in results_markdown(params)
-    save_ensemble_config(tmp_path, members, {"ll": 3, "av": 1}, 0.4, audio={"weights": {"ll": 1, "av": 1}})
-    assert ("ll 0.75, av 0.25 (videos without audio); ll 0.50, av 0.50 (videos with audio); threshold 0.400."
-            in results_markdown(params))
+    assert ("Ensemble weights (fitted on validation): ll 0.75, av 0.25; weighted mean of the votes; "
+            "threshold 0.400.") in results_markdown(params)
+    save_ensemble_config(tmp_path, members, {"ll": 3, "av": 1}, 0.4, audio={"weights": {"ll": 1, "av": 1}},
+                         combination="logit", vote_tau=0.3)
+    assert ("ll 0.75, av 0.25 (videos without audio); ll 0.50, av 0.50 (videos with audio); soft OR at vote "
+            "temperature 0.3; threshold 0.400.") in results_markdown(params)
+
+
+def test_markdown_adds_the_stage_matrix_and_the_robustness_summary(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
+    _results(tmp_path)
+    md = results_markdown(params)
+    assert "What each stage gains" not in md and "Robustness" not in md  # notebooks 06 / 09 tables absent
+    rows = [{"model": m, "stage": st, "dataset": ds, "test_set": t, "video_auc": auc}
+            for m in ("ll", "ensemble") for st, ds, auc in (("stage1", "ffpp", 0.9), ("stage2", "dfdc", 0.8))
+            for t in ("ffpp", "dfdc")]
+    pd.DataFrame(rows).to_csv(tmp_path / "eval" / "stage_matrix.csv", index=False)
+    rows = [{"model": m, "perturbation": p, "level": lv, "test_set": t, "video_auc": a}
+            for p in ("blur", "noise") for lv, a in ((0, 0.9), (1, 0.7), (5, 0.6))
+            for m, a_m in (("ll", a), ("tm", a - 0.1), ("ensemble", a + 0.05)) for t in ("ffpp", "dfdc")
+            for a in [a_m]]
+    pd.DataFrame(rows).to_csv(tmp_path / "eval" / "robustness.csv", index=False)
+    md = results_markdown(params)
+    matrix = md[md.index("What each stage gains"):md.index("Robustness")]
+    assert "| after stage1 (ffpp) | 0.900 | 0.900 |" in matrix and "| after stage2 (dfdc) |" in matrix
+    robust = md[md.index("Robustness"):]
+    assert "synthetic corpus" in robust
+    assert "| blur | 0.950 | 0.750 | 0.650 | ll (0.650) |" in robust  # the ensemble by level; best specialist
 
 
 def test_markdown_adds_the_perceivable_rates_where_they_differ(tmp_path):

@@ -110,6 +110,10 @@ _PARAMS: dict[str, tuple] = {
     "jpeg_quality": (90, 70, 50, 30, 10),
     "video_compression": (30, 32, 35, 38, 40),
 }
+#: what each perturbation's parameter is (figure axes)
+PARAMETER_NAMES = {"saturation": "chroma scale", "contrast": "value scale", "block": "grey blocks",
+                   "noise": "noise variance", "blur": "Gaussian kernel, px", "jpeg": "down-sampling factor",
+                   "jpeg_quality": "JPEG quality", "video_compression": "H.264 CRF"}
 _CROP_FUNCTIONS: dict[str, Callable] = {"saturation": saturation, "contrast": contrast, "block": block,
                                         "noise": noise, "blur": blur, "jpeg": pixelate, "jpeg_quality": jpeg_quality}
 #: every perturbation, in the protocol's order (jpeg_quality, not in the protocol, last)

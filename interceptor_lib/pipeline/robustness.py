@@ -31,8 +31,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from interceptor_lib.data.cache import worker_pool
-from interceptor_lib.data.perturb import (VIDEO_PERTURBATIONS, PerturbedCache, Recompressed, crop_perturbation,
-                                          parameter, psnr, recompress_all)
+from interceptor_lib.data.perturb import (PARAMETER_NAMES, VIDEO_PERTURBATIONS, PerturbedCache, Recompressed,
+                                          crop_perturbation, parameter, psnr, recompress_all)
 from interceptor_lib.ensemble.score import member_video_probs
 from interceptor_lib.ensemble.store import read_ensemble_config
 from interceptor_lib.errors import InterceptorError
@@ -182,7 +182,11 @@ def plot_robustness(sweep: pd.DataFrame, perturbation: str):
         raise InterceptorError(f"no rows for perturbation {perturbation!r} in the sweep")
     mean = g.groupby(["model", "level"], sort=False)["video_auc"].mean().unstack("level")
     levels = sorted(g["level"].unique())
-    labels = {lv: ("clean" if lv == 0 else f"{lv}\n({g.loc[g['level'] == lv, 'parameter'].iloc[0]})") for lv in levels}
+    def value(lv):
+        v = g.loc[g["level"] == lv, "parameter"].iloc[0]
+        return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+    labels = {lv: ("clean" if lv == 0 else f"{lv}\n({value(lv)})") for lv in levels}
     fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
     for model, row in mean.iterrows():
         ens = model == ENSEMBLE
@@ -190,7 +194,7 @@ def plot_robustness(sweep: pd.DataFrame, perturbation: str):
                 label=model, zorder=3 if ens else 2)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xticks(levels, [labels[lv] for lv in levels], fontsize=8)
-    ax.set_xlabel(f"level ({perturbation} parameter)")
+    ax.set_xlabel(f"level ({PARAMETER_NAMES.get(perturbation, 'parameter')})")
     ax.set_ylabel("video AUC (mean over test sets)")
     ax.set_ylim(0.4, 1.01)
     ax.set_title(f"Robustness to {perturbation.replace('_', ' ')}")

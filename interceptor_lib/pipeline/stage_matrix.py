@@ -253,18 +253,23 @@ def plot_stage_matrix(matrix: pd.DataFrame, value: str = "video_auc"):
     for ax in axes.flat[len(models):]:
         ax.axis("off")
     image = None
+    stages = list(dict.fromkeys(matrix["stage"]))
+    trained = matrix.drop_duplicates("stage").set_index("stage")["dataset"]
+    # test sets in training order (the diagonal is each stage's own dataset), then any others
+    order = list(dict.fromkeys([d for d in trained if d in set(matrix["test_set"])] + sorted(set(matrix["test_set"]))))
     for ax, model in zip(axes.flat, models):
         t = matrix[matrix["model"] == model].pivot_table(index="stage", columns="test_set", values=value)
-        t = t.reindex(list(dict.fromkeys(matrix["stage"])))
+        t = t.reindex(index=stages, columns=order)
         image = ax.imshow(t.to_numpy(), vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(t.to_numpy()):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="black" if v > 0.8 else "white")
         ax.set_xticks(range(t.shape[1]), t.columns, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(t.shape[0]), t.index, fontsize=8)
+        ax.set_yticks(range(t.shape[0]), [f"{st} ({trained[st]})" for st in t.index], fontsize=8)
         ax.set_title(model, fontsize=10)
         ax.set_xlabel("test set", fontsize=8)
         ax.set_ylabel("after stage", fontsize=8)
-    fig.colorbar(image, ax=axes, shrink=0.8, label=value.replace("_", " "))
-    fig.suptitle(f"{value.replace('_', ' ')} of each stage's best checkpoint on every test set")
+    label = value.replace("_auc", " AUC").replace("_", " ")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=f"{label} (0.5 = chance)")
+    fig.suptitle(f"{label[0].upper() + label[1:]} of each stage's best checkpoint on every test set")
     return fig

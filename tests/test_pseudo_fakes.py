@@ -1,0 +1,66 @@
+"""Self-blended pseudo-fakes: the crop changes only inside the mask, the transforms and the blend
+ratio stay within their params, and the same (seed, epoch, index) gives the same bytes."""
+
+import numpy as np
+import pytest
+from media import face_frames
+
+from interceptor_lib.data.pseudo_fakes import (SelfBlendParams, blend_rng, face_mask, self_blend, self_blend_clip,
+                                               transformed_copy)
+
+SIZE = 112
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """A face crop as the cache holds one: the astronaut's face, centred, 112 px."""
+    return np.ascontiguousarray(face_frames(1)[0][25:137, 55:167])
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_a_pseudo_fake_differs_from_its_crop_only_inside_the_mask(crop, index):
+    fake, mask = self_blend(crop, blend_rng(0, 1, index))
+    assert fake.shape == crop.shape and fake.dtype == np.uint8
+    outside = mask == 0
+    assert outside.any() and np.array_equal(fake[outside], crop[outside])
+    assert (fake[~outside] != crop[~outside]).any()
+    # the mask is the face's: none in the crop's corners, some at its centre
+    corners = [mask[:8, :8], mask[:8, -8:], mask[-8:, :8], mask[-8:, -8:]]
+    assert max(c.max() for c in corners) == 0 and mask[SIZE // 2, SIZE // 2] > 0
+
+
+def test_the_blend_ratio_and_the_transforms_stay_within_their_params(crop):
+    p = SelfBlendParams(ratios=[0.5])
+    for i in range(8):
+        _, mask = self_blend(crop, blend_rng(0, 0, i), p)
+        assert 0 <= mask.min() and mask.max() <= 0.5 + 1e-6
+    # every transform at zero: the copy is the crop, and so is the pseudo-fake
+    still = SelfBlendParams(rgb_shift=0, saturation=0, contrast=0, brightness=0, p_downscale=0, p_sharpen=0,
+                            shift=0, scale=[1.0, 1.0])
+    assert np.array_equal(transformed_copy(crop, blend_rng(0, 0, 0), still), crop)
+    assert np.array_equal(self_blend(crop, blend_rng(0, 0, 0), still)[0], crop)
+    # a colour shift alone moves each channel by at most rgb_shift (+ 1 for rounding)
+    shift = SelfBlendParams(**{**still.__dict__, "rgb_shift": 10})
+    diff = transformed_copy(crop, blend_rng(0, 0, 1), shift).astype(int) - crop
+    assert np.abs(diff).max() <= 10 + 1
+    with pytest.raises(ValueError, match="ratios"):
+        SelfBlendParams(ratios=[1.5]).check()
+    with pytest.raises(ValueError, match="axes"):
+        SelfBlendParams(axes=[0.9, 0.5]).check()
+    SelfBlendParams().check()
+
+
+def test_the_same_seed_epoch_and_index_give_the_same_bytes(crop):
+    a, ma = self_blend(crop, blend_rng(3, 2, 7))
+    b, mb = self_blend(crop, blend_rng(3, 2, 7))
+    assert np.array_equal(a, b) and np.array_equal(ma, mb)
+    for other in (blend_rng(3, 2, 8), blend_rng(3, 3, 7), blend_rng(4, 2, 7)):
+        assert not np.array_equal(a, self_blend(crop, other)[0])
+
+
+def test_a_clip_is_blended_with_one_mask_and_one_transform(crop):
+    frames = np.stack([crop, crop, crop])
+    clip = self_blend_clip(frames, 0, 0, 5)
+    assert np.array_equal(clip[0], clip[1]) and np.array_equal(clip[1], clip[2])
+    assert np.array_equal(clip[0], self_blend(crop, blend_rng(0, 0, 5))[0])
+    assert face_mask((SIZE, SIZE), blend_rng(0, 0, 5), SelfBlendParams()).shape == (SIZE, SIZE)
