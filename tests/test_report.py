@@ -48,7 +48,7 @@ def test_markdown_adds_the_stage_matrix_and_the_robustness_summary(tmp_path):
     _results(tmp_path)
     md = results_markdown(params)
     assert "What each stage gains" not in md and "Robustness" not in md  # notebooks 06 / 09 tables absent
-    rows = [{"model": m, "stage": st, "dataset": ds, "test_set": t, "video_auc": auc}
+    rows = [{"model": m, "stage": st, "dataset": ds, "test_set": t, "video_auc": auc, "frame_auc": auc - 0.05}
             for m in ("ll", "ensemble") for st, ds, auc in (("stage1", "ffpp", 0.9), ("stage2", "dfdc", 0.8))
             for t in ("ffpp", "dfdc")]
     pd.DataFrame(rows).to_csv(tmp_path / "eval" / "stage_matrix.csv", index=False)
@@ -60,6 +60,9 @@ def test_markdown_adds_the_stage_matrix_and_the_robustness_summary(tmp_path):
     md = results_markdown(params)
     matrix = md[md.index("What each stage gains"):md.index("Robustness")]
     assert "| after stage1 (ffpp) | 0.900 | 0.900 |" in matrix and "| after stage2 (dfdc) |" in matrix
+    # the stage-1 row beside the published anchors, with their sources
+    assert "| EfficientNet-B4 (DeepfakeBench) | frame | – | 0.696 | Yan et al., DeepfakeBench" in matrix
+    assert "| ours: ll | frame | 0.850 | 0.850 | this run |" in matrix and "| ours: ensemble | video | 0.900 |" in matrix
     robust = md[md.index("Robustness"):]
     assert "synthetic corpus" in robust
     assert "| blur | 0.950 | 0.750 | 0.650 | ll (0.650) |" in robust  # the ensemble by level; best specialist

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from interceptor_lib.data.pseudo_fakes import blend_rng, self_blend
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.data.table import class_counts
 
@@ -124,6 +125,25 @@ def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness",
     fig.suptitle("Per-video statistics of the cached videos, real vs fake", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def pseudo_fake_grid(cache, table: pd.DataFrame, n: int = 8, seed: int = 0, blend=None) -> np.ndarray:
+    """A grid image of `n` real training crops (top row), a self-blended pseudo-fake of each (middle,
+    `data.pseudo_fakes.self_blend` with `blend` params) and its mask (bottom). RGB array for `plt.imshow`."""
+    usable = cache.usable(table)
+    ids = usable.loc[(usable["label"] == 0) & (usable["split"] == "train"), "video_id"].to_numpy()
+    if not len(ids):
+        raise ValueError("no cached real training video to blend")
+    pick = np.random.default_rng(seed).choice(ids, size=min(n, len(ids)), replace=False)
+    rows = [[], [], []]
+    for i, v in enumerate(pick):
+        r = cache.reader(v)
+        crop = r.crops([r.frame_pos[0]])[0]
+        fake, mask = self_blend(crop, blend_rng(seed, 0, i), blend)
+        rows[0].append(crop)
+        rows[1].append(fake)
+        rows[2].append(np.repeat((mask[..., None] * 255).astype(np.uint8), 3, axis=2))
+    return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
 
 
 def face_grid(cache, table: pd.DataFrame, n: int = 16, seed: int = 0) -> np.ndarray:

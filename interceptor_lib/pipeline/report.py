@@ -16,6 +16,7 @@ import pandas as pd
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import RunPaths
+from interceptor_lib.pipeline.stage_matrix import ANCHORS
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: column titles of the results tables (for DFDC: the public test set when present, else the held-out groups)
@@ -26,10 +27,10 @@ def _fmt(x: float) -> str:
     return "–" if pd.isna(x) else f"{x:.3f}"
 
 
-def _table(cell: dict, models: list[str], sets: list[str], fmt) -> list[str]:
+def _table(cell: dict, models: list[str], sets: list[str], fmt, first: str = "model") -> list[str]:
     """A models x test sets markdown table with fmt(cell[model, set]) per cell ("–" where a model lacks
-    a set)."""
-    out = ["| model | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |", "|---|" + "---|" * len(sets)]
+    a set); `first`: the title of the rows' column."""
+    out = [f"| {first} | " + " | ".join(DATASET_NAMES.get(d, d) for d in sets) + " |", "|---|" + "---|" * len(sets)]
     for m in models:
         out.append(f"| {m} | " + " | ".join("–" if (m, d) not in cell else fmt(cell[m, d]) for d in sets) + " |")
     return out
@@ -93,9 +94,31 @@ def stage_matrix_markdown(path: Path, sets: list[str]) -> list[str]:
     cell = {(f"after {st} ({e.loc[e['stage'] == st, 'dataset'].iloc[0]})", d): v
             for (st, d), v in e.set_index(["stage", "test_set"])["video_auc"].items()}
     rows = [f"after {st} ({e.loc[e['stage'] == st, 'dataset'].iloc[0]})" for st in stages]
-    return (["", "What each stage gains and forgets: the ensemble of every model's best checkpoint after each stage, "
-             f"video AUC per test set (`eval/{path.name}`, every model's own in notebook 06):", ""]
-            + _table(cell, rows, [d for d in sets if d in set(e["test_set"])], _fmt))
+    lines = (["", "What each stage gains and forgets: the ensemble of every model's best checkpoint after each stage, "
+              f"video AUC per test set (`eval/{path.name}`, every model's own in notebook 06):", ""]
+             + _table(cell, rows, [d for d in sets if d in set(e["test_set"])], _fmt, first="ensemble"))
+    return lines + protocol_markdown(m, sets)
+
+
+def protocol_markdown(matrix: pd.DataFrame, sets: list[str]) -> list[str]:
+    """The stage-1 checkpoints (trained on FF++ only: the field's cross-dataset protocol) in
+    DeepfakeBench's layout, frame AUC for the models and video AUC for their ensemble, under the
+    published anchors (`stage_matrix.ANCHORS`, with their sources)."""
+    first = matrix[matrix["stage"] == matrix["stage"].iloc[0]]
+    cols = [d for d in sets if d in set(first["test_set"])]
+    out = ["", "The stage-1 checkpoints, trained on FF++ alone (the field's cross-dataset protocol), in DeepfakeBench's "
+           "layout beside published figures (from their papers; trained and tested on the real datasets, so not "
+           "comparable with a synthetic run):", "",
+           "| detector | AUC | " + " | ".join(DATASET_NAMES.get(d, d) for d in cols) + " | source |",
+           "|---|---|" + "---|" * len(cols) + "---|"]
+    for a in ANCHORS.itertuples():
+        out.append(f"| {a.detector} | {a.level} | " + " | ".join(_fmt(getattr(a, d, float('nan'))) for d in cols)
+                   + f" | {a.source} |")
+    for model, g in first.groupby("model", sort=False):
+        level = "video" if model == "ensemble" else "frame"
+        values = g.set_index("test_set")[f"{level}_auc"]
+        out.append(f"| ours: {model} | {level} | " + " | ".join(_fmt(values.get(d)) for d in cols) + " | this run |")
+    return out
 
 
 def robustness_markdown(path: Path, synthetic: bool) -> list[str]:
