@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from interceptor_lib.pipeline.bias import (artifact_variant, blockiness, calibration_table, class_bias,
@@ -559,3 +560,18 @@ def test_saved_predictions_are_keyed_on_checkpoint_contents_and_videos(tmp_path,
     assert predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "cache") == stamp
     assert predictions_stamp({"ll": ckpt, "tm": weights}, rows.iloc[1:], tmp_path / "cache") != stamp
     assert predictions_stamp({"ll": ckpt, "tm": weights}, rows, tmp_path / "other-cache") != stamp
+
+
+def test_the_evaluation_scores_on_the_params_device_unless_told_otherwise():
+    from interceptor_lib.errors import InterceptorError
+    from interceptor_lib.params import load_params
+    from interceptor_lib.pipeline.evaluate import eval_device
+
+    params = load_params("smoke", check_paths=False)
+    params.device = "auto"  # a GPU session's default: its GPU when one is visible
+    assert eval_device(params).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert eval_device(params, "cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        params.device = "cuda"
+        with pytest.raises(InterceptorError, match="no GPU is visible"):
+            eval_device(params)

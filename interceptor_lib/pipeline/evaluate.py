@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from interceptor_lib.ensemble.combine import Ensemble
@@ -37,6 +38,7 @@ from interceptor_lib.metrics.scores import (aggregate_videos, binary_metrics, bo
                                                 choose_threshold, has_both_classes, per_group_metrics)
 from interceptor_lib.pipeline.prepare import crop_cache, load_index
 from interceptor_lib.training.checkpoint import INDEX, file_sha256
+from interceptor_lib.training.device import resolve_device
 
 ENSEMBLE = "ensemble"
 TEST_SPLIT = "test"
@@ -58,9 +60,17 @@ def eval_dir(params) -> Path:
     return RunPaths.of(params).eval_dir
 
 
-def load_members(params, models: list[str] | None = None, device: str = "cpu"):
+def eval_device(params, device=None) -> torch.device:
+    """Where the evaluation scores: `device` when given, else params.device (auto: the GPU when one is
+    visible), so that a GPU session evaluates on its GPU."""
+    return resolve_device(device if device is not None else params.device)
+
+
+def load_members(params, models: list[str] | None = None, device=None):
     """The trained models (best checkpoint of each one's last finished stage) as an Ensemble with
-    equal weights, trunks shared where identical, plus {name: checkpoint}."""
+    equal weights, trunks shared where identical, on `eval_device(params, device)`, plus {name:
+    checkpoint}."""
+    device = eval_device(params, device)
     ckpts = find_member_checkpoints(RunPaths.of(params), models or list(params.train.models), params.profile)
     members = {n: load_member(p, device) for n, p in ckpts.items()}
     return Ensemble(members).eval(), ckpts
@@ -87,13 +97,14 @@ def predictions_stamp(ckpts: dict, rows: pd.DataFrame, cache_dir) -> dict:
     return {"members": members, "cache": str(cache_dir), "videos_sha256": hashlib.sha256(videos).hexdigest()}
 
 
-def item_predictions(params, models: list[str] | None = None, batch_size: int = 32, device: str = "cpu",
+def item_predictions(params, models: list[str] | None = None, batch_size: int = 32, device=None,
                      reuse: bool = True) -> pd.DataFrame:
     """P(fake) of every model on every frame (image models) or clip (clip models) of every validation
     and test video. Long format: model, dataset, split, video_id, label, method, item, prob.
     Saved to <output_dir>/eval/item_predictions.csv with a stamp of the checkpoints and videos it came
     from (`predictions_stamp`); with `reuse`, a later call with the same checkpoint contents and
     videos reads it instead of scoring again."""
+    device = eval_device(params, device)
     ens, ckpts = load_members(params, models, device)
     out_dir = eval_dir(params)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +355,7 @@ def plot_uncertainty(videos: pd.DataFrame, threshold: float):
     return fig
 
 
-def evaluation_state(params, device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame, dict, dict[str, float]]:
+def evaluation_state(params, device=None) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict[str, float]]:
     """What notebook 06 computed, for notebook 07: (items, videos with the ensemble columns, the
     ensemble fit as saved in ensemble.json, per-model validation thresholds). Reuses the saved
     predictions when the checkpoints are unchanged."""

@@ -38,8 +38,8 @@ from interceptor_lib.ensemble.store import read_ensemble_config
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import RunPaths
 from interceptor_lib.metrics.scores import has_both_classes
-from interceptor_lib.pipeline.evaluate import (AUDIO, ENSEMBLE, TEST_SPLIT, add_ensemble, eval_dir, eval_rows,
-                                               fit_from_config, load_members)
+from interceptor_lib.pipeline.evaluate import (AUDIO, ENSEMBLE, TEST_SPLIT, add_ensemble, eval_device, eval_dir,
+                                               eval_rows, fit_from_config, load_members)
 from interceptor_lib.pipeline.prepare import crop_cache
 from interceptor_lib.progress import progress_bar
 from interceptor_lib.training import throughput
@@ -89,9 +89,11 @@ def _psnr(cache, perturbed, video_ids) -> float:
     return float(np.mean(values)) if values else np.nan
 
 
-def robustness_sweep(params, device: str = "cpu", write: bool = True, progress: bool = True) -> pd.DataFrame:
+def robustness_sweep(params, device=None, write: bool = True, progress: bool = True) -> pd.DataFrame:
     """Score every model and the ensemble on the sweep's test videos (`sweep_rows`), clean and under
-    each perturbation and level of `evaluation.robustness`; written to eval/robustness.csv."""
+    each perturbation and level of `evaluation.robustness`, on `evaluate.eval_device(params, device)`;
+    written to eval/robustness.csv."""
+    device = eval_device(params, device)
     r = params.evaluation.robustness
     doc, _ = read_ensemble_config(params.output_dir)
     fit = fit_from_config(doc)

@@ -40,7 +40,7 @@ from interceptor_lib.ensemble.store import find_member_checkpoints, load_member,
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import RunPaths
 from interceptor_lib.metrics.scores import binary_metrics, choose_threshold, has_both_classes
-from interceptor_lib.pipeline.evaluate import (ENSEMBLE, TEST_SPLIT, THRESHOLD_RULE, eval_dir, eval_rows,
+from interceptor_lib.pipeline.evaluate import (ENSEMBLE, TEST_SPLIT, THRESHOLD_RULE, eval_device, eval_dir, eval_rows,
                                                predictions_stamp)
 from interceptor_lib.pipeline.prepare import crop_cache
 
@@ -93,11 +93,12 @@ def _saved_last_stage(params, rows: pd.DataFrame, models: list[str]) -> pd.DataF
 
 
 def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_per_video: int = 0,
-                      batch_size: int = 32, device: str = "cpu") -> tuple[pd.DataFrame, dict[str, str]]:
+                      batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every checkpoint's P(fake) on `items_per_video` items of every validation and test video: a
     long table (member "<model>@<stage>", dataset, split, video_id, label, item, prob) and {member:
     state_hash of the weights scored}. Each model's last checkpoint is read from notebook 06's
-    predictions when they were made by it (`_saved_last_stage`)."""
+    predictions when they were made by it (`_saved_last_stage`). `device`: see `evaluate.eval_device`."""
+    device = eval_device(params, device)
     members = {f"{m}{SEP}{s}": load_member(p, device) for (m, s), p in checkpoints.items()}
     hashes = {name: state_hash(model.state_dict()) for name, model in members.items()}
     rows = eval_rows(params)
@@ -123,7 +124,7 @@ def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_pe
     return items, hashes
 
 
-def stage_matrix(params, batch_size: int = 32, device: str = "cpu", write: bool = True) -> pd.DataFrame:
+def stage_matrix(params, batch_size: int = 32, device=None, write: bool = True) -> pd.DataFrame:
     """The stage x test-set matrix of every model and of each stage's ensemble (module docstring);
     written to <output_dir>/eval/stage_matrix.csv with `write`."""
     checkpoints = stage_checkpoints(params)
