@@ -200,8 +200,10 @@ RUN_ONLY_TRAIN_KEYS = ("models", "weights", "num_workers", "time_budget_h", "sto
 
 def stage_settings(params, stage: str) -> dict:
     """What the result of `stage` depends on, as done.json records it ("settings"): {params key:
-    value} over seed, train.* (less RUN_ONLY_TRAIN_KEYS and file locations), train.stages.<stage>.*
-    and the preprocess keys that change the stored crops."""
+    value} over seed, train.* (less RUN_ONLY_TRAIN_KEYS and file locations), train.stages.<stage>.*,
+    the preprocess keys that change the stored crops, and the indexer options (less paths) of the
+    datasets trained on up to `stage`, which set their splits: the stage trains, replays and selects on
+    them."""
     train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RUN_ONLY_TRAIN_KEYS}
     train["pretext"].pop("out")
     flat = {"seed": params.seed}
@@ -214,6 +216,12 @@ def stage_settings(params, stage: str) -> dict:
         flat.update({f"train.stages.{stage}.{k}": v for k, v in dataclasses.asdict(params.train.stages[stage]).items()})
     flat.update({f"preprocess.{k}": getattr(params.preprocess, k) for k in PreprocessParams.KEY_FIELDS
                  if k != "detector_model"})  # a path; the detector itself is preprocess.detector
+    order = [s for s in STAGE_NAMES if s in params.train.stages]
+    seen = dict.fromkeys(params.train.stages[s].dataset for s in order[:order.index(stage) + 1]) if stage in order else {}
+    for name in seen:
+        d = params.datasets.get(name)
+        flat.update({f"datasets.{name}.options.{k}": v for k, v in sorted((d.options if d else {}).items())
+                     if not k.endswith(("_dir", "_path"))})  # where a file lies does not change the split
     return json.loads(json.dumps(flat))  # as done.json holds it (tuples as lists, keys as strings)
 
 

@@ -113,6 +113,21 @@ def test_train_level_and_crop_settings_of_a_finished_stage_are_compared_too(tmp_
     assert stale_stages_message(fast) is None
 
 
+def test_a_changed_split_of_a_dataset_trained_so_far_makes_a_finished_stage_stale(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
+    assert "datasets.celebdf.options.val_fraction" in stage_settings(params, "stage3")
+    assert not any(k.startswith("datasets.celebdf") for k in stage_settings(params, "stage1"))
+    for stage in ("stage1", "stage2", "stage3"):
+        d = RunPaths.of(params).run_dir("ll", stage)
+        d.mkdir(parents=True)
+        (d / DONE_FILE).write_text(json.dumps({"best": str(d / "e1"), "settings": stage_settings(params, stage)}))
+    split = load_params("smoke", overrides={"output_dir": str(tmp_path), "datasets.celebdf.options.val_fraction": 0.4},
+                        check_paths=False)
+    # stage 1 (FF++) never saw Celeb-DF; stage 2 trained on its splits, stage 3 replays and validates on them
+    assert set(stale_runs(split)) == {"runs/ll/stage2", "runs/ll/stage3"}
+    assert stale_runs(split)["runs/ll/stage2"] == {"datasets.celebdf.options.val_fraction": (0.25, 0.4)}
+
+
 def test_finished_dfdc_chunks_of_an_unfinished_stage_must_match_the_settings(tmp_path):
     params = load_params("smoke", overrides={"output_dir": str(tmp_path), "train.stages.stage4.epochs": 2},
                          check_paths=False)
