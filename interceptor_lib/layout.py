@@ -198,6 +198,12 @@ RUN_ONLY_TRAIN_KEYS = ("models", "weights", "num_workers", "time_budget_h", "sto
                        "stages")
 
 
+def stage_datasets(params, stage: str) -> list[str]:
+    """The dataset of each configured stage up to and including `stage`, in stage1 ... stage4 order."""
+    order = [name for name in STAGE_NAMES if name in params.train.stages]
+    return [params.train.stages[name].dataset for name in order[:order.index(stage) + 1]]
+
+
 def stage_settings(params, stage: str) -> dict:
     """What the result of `stage` depends on, as done.json records it ("settings"): {params key:
     value} over seed, train.* (less RUN_ONLY_TRAIN_KEYS and file locations), train.stages.<stage>.*,
@@ -216,9 +222,7 @@ def stage_settings(params, stage: str) -> dict:
         flat.update({f"train.stages.{stage}.{k}": v for k, v in dataclasses.asdict(params.train.stages[stage]).items()})
     flat.update({f"preprocess.{k}": getattr(params.preprocess, k) for k in PreprocessParams.KEY_FIELDS
                  if k != "detector_model"})  # a path; the detector itself is preprocess.detector
-    order = [s for s in STAGE_NAMES if s in params.train.stages]
-    seen = dict.fromkeys(params.train.stages[s].dataset for s in order[:order.index(stage) + 1]) if stage in order else {}
-    for name in seen:
+    for name in dict.fromkeys(stage_datasets(params, stage) if stage in params.train.stages else []):
         d = params.datasets.get(name)
         flat.update({f"datasets.{name}.options.{k}": v for k, v in sorted((d.options if d else {}).items())
                      if not k.endswith(("_dir", "_path"))})  # where a file lies does not change the split

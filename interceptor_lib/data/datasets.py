@@ -98,6 +98,14 @@ def build_transform(train: bool, mean=IMAGENET_MEAN, std=IMAGENET_STD, jpeg_qual
     return v2.Compose(ops)
 
 
+def evenly_spaced_slots(count: int, per_video: int = 0) -> np.ndarray:
+    """The slots (0 .. count - 1) of a video's frames or clips that are scored: all of them, or
+    `per_video` evenly spaced ones when it has more."""
+    if not per_video or count <= per_video:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, per_video).round().astype(int))
+
+
 class _CacheDataset(Dataset):
     def __init__(self, table: pd.DataFrame, cache: FaceCropCache, transform=None):
         self.table = cache.usable(table)
@@ -119,8 +127,7 @@ class _CacheDataset(Dataset):
 
     def _index_items(self, counts: list[int], per_video: int = 0) -> None:
         """Items = (video, slot) pairs: every slot of each video, or `per_video` evenly spaced ones."""
-        slots = [np.arange(c) if not per_video or c <= per_video
-                 else np.unique(np.linspace(0, c - 1, per_video).round().astype(int)) for c in counts]
+        slots = [evenly_spaced_slots(c, per_video) for c in counts]
         self._item_video = np.repeat(np.arange(len(self.table)), [len(x) for x in slots])
         self._item_slot = np.concatenate(slots) if slots else np.zeros(0, int)
 

@@ -70,8 +70,9 @@ def block(img: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     level covers every block of a lower one."""
     h, w = img.shape[:2]
     side = max(1, round(BLOCK_PX_AT_224 * min(h, w) / 224))
-    ys = rng.integers(0, max(h - side, 0) + 1, size=max(_PARAMS["block"]))
-    xs = rng.integers(0, max(w - side, 0) + 1, size=max(_PARAMS["block"]))
+    most = max(REGISTRY["block"].values)
+    ys = rng.integers(0, max(h - side, 0) + 1, size=most)
+    xs = rng.integers(0, max(w - side, 0) + 1, size=most)
     out = img.copy()
     for y, x in zip(ys[:n], xs[:n]):
         out[y:y + side, x:x + side] = 128
@@ -99,39 +100,42 @@ def jpeg_quality(img: np.ndarray, quality: int, rng=None) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-#: each perturbation's parameter at levels 1-5 (the protocol's values, see the module docstring)
-_PARAMS: dict[str, tuple] = {
-    "saturation": (0.4, 0.3, 0.2, 0.1, 0.0),
-    "contrast": (0.85, 0.725, 0.6, 0.475, 0.35),
-    "block": (16, 32, 48, 64, 80),
-    "noise": (0.001, 0.002, 0.005, 0.01, 0.05),
-    "blur": (7, 9, 13, 17, 21),
-    "jpeg": (2, 3, 4, 5, 6),
-    "jpeg_quality": (90, 70, 50, 30, 10),
-    "video_compression": (30, 32, 35, 38, 40),
-}
-#: what each perturbation's parameter is (figure axes)
-PARAMETER_NAMES = {"saturation": "chroma scale", "contrast": "value scale", "block": "grey blocks",
-                   "noise": "noise variance", "blur": "Gaussian kernel, px", "jpeg": "down-sampling factor",
-                   "jpeg_quality": "JPEG quality", "video_compression": "H.264 CRF"}
-_CROP_FUNCTIONS: dict[str, Callable] = {"saturation": saturation, "contrast": contrast, "block": block,
-                                        "noise": noise, "blur": blur, "jpeg": pixelate, "jpeg_quality": jpeg_quality}
+@dataclass(frozen=True)
+class Perturbation:
+    """One perturbation: its parameter at levels 1-5 (the protocol's values, see the module
+    docstring), what that parameter is (figure axes), the function that applies it to a crop (None:
+    it re-encodes the source video, `recompress_entry`) and whether it draws random numbers."""
+
+    values: tuple
+    parameter_name: str
+    apply: Callable | None
+    random: bool = False
+
+
 #: every perturbation, in the protocol's order (jpeg_quality, not in the protocol, last)
-PERTURBATIONS = ("saturation", "contrast", "block", "noise", "blur", "jpeg", "video_compression", "jpeg_quality")
-#: the protocol's seven
-PROTOCOL = PERTURBATIONS[:7]
+REGISTRY: dict[str, Perturbation] = {
+    "saturation": Perturbation((0.4, 0.3, 0.2, 0.1, 0.0), "chroma scale", saturation),
+    "contrast": Perturbation((0.85, 0.725, 0.6, 0.475, 0.35), "value scale", contrast),
+    "block": Perturbation((16, 32, 48, 64, 80), "grey blocks", block, random=True),
+    "noise": Perturbation((0.001, 0.002, 0.005, 0.01, 0.05), "noise variance", noise, random=True),
+    "blur": Perturbation((7, 9, 13, 17, 21), "Gaussian kernel, px", blur),
+    "jpeg": Perturbation((2, 3, 4, 5, 6), "down-sampling factor", pixelate),
+    "video_compression": Perturbation((30, 32, 35, 38, 40), "H.264 CRF", None),
+    "jpeg_quality": Perturbation((90, 70, 50, 30, 10), "JPEG quality", jpeg_quality),
+}
+PERTURBATIONS = tuple(REGISTRY)
 #: the perturbations that re-encode the source video instead of changing the cached crops
-VIDEO_PERTURBATIONS = ("video_compression",)
+VIDEO_PERTURBATIONS = tuple(n for n, p in REGISTRY.items() if p.apply is None)
 
 
 def parameter(name: str, level: int):
     """The perturbation's parameter at `level` (1-5); None at level 0 (no perturbation)."""
     check(name, level)
-    return None if level == 0 else _PARAMS[name][level - 1]
+    return None if level == 0 else REGISTRY[name].values[level - 1]
 
 
 def check(name: str, level: int) -> None:
-    if name not in _PARAMS:
+    if name not in REGISTRY:
         raise ValueError(f"unknown perturbation {name!r}; expected one of {PERTURBATIONS}")
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= len(LEVELS):
         raise ValueError(f"perturbation level must be an integer 0-{len(LEVELS)}, got {level!r}")
@@ -151,9 +155,9 @@ def perturb_crop(img: np.ndarray, name: str, level: int, rng: np.random.Generato
         raise ValueError(f"{name} re-encodes the source video (recompress_entry); it is not a crop perturbation")
     if level == 0:
         return img
-    if name in ("block", "noise") and rng is None:
+    if REGISTRY[name].random and rng is None:
         raise ValueError(f"{name} is random: pass rng (crop_rng) so that it is reproducible")
-    return _CROP_FUNCTIONS[name](np.ascontiguousarray(img), _PARAMS[name][level - 1], rng)
+    return REGISTRY[name].apply(np.ascontiguousarray(img), REGISTRY[name].values[level - 1], rng)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -206,7 +210,7 @@ def crop_perturbation(name: str, level: int, seed: int = 0) -> Callable[[CropRea
     def make(reader: CropReader, video_id: str) -> PerturbedReader:
         frames = reader.frame_indices
         return PerturbedReader(reader, lambda img, pos: perturb_crop(
-            img, name, level, crop_rng(seed, video_id, int(frames[pos]), name) if name in ("block", "noise") else None))
+            img, name, level, crop_rng(seed, video_id, int(frames[pos]), name) if REGISTRY[name].random else None))
     return make
 
 

@@ -254,14 +254,14 @@ def choose_vote_tau(member_probs: pd.DataFrame, labels, weights: dict[str, float
 
 
 def _fit_set(P: pd.DataFrame, y: np.ndarray, method: str, shrink: float, calibrate: bool,
-             prior: dict[str, float] | None = None, vote_tau: float | None = None) -> tuple[dict, float | None]:
-    """One weight set and its temperature, fitted on the validation rows P (labels y); with `prior`
-    (the weights fitted on all videos) the set is n / (n + AUDIO_PRIOR_VIDEOS) its own fit and the
-    rest the prior."""
-    weights = fit_weights(P, y, method, shrink)
-    if prior is not None:
+             prior: dict[str, float], own_fit: bool, vote_tau: float | None = None) -> tuple[dict, float | None]:
+    """One weight set and its temperature on the validation rows P (labels y). `prior`: the weights
+    fitted on all videos; with `own_fit` the set is n / (n + AUDIO_PRIOR_VIDEOS) its own fit on P and
+    the rest the prior, else the prior itself (P are all the videos)."""
+    weights = prior
+    if own_fit:
         own = len(y) / (len(y) + AUDIO_PRIOR_VIDEOS)
-        weights = {n: own * w + (1 - own) * prior[n] for n, w in weights.items()}
+        weights = {n: own * w + (1 - own) * prior[n] for n, w in fit_weights(P, y, method, shrink).items()}
     raw = ensemble_probs(P, weights, combination=_combination(method), vote_tau=vote_tau)["prob_uncalibrated"].to_numpy()
     return weights, (fit_temperature(raw, y) if calibrate else None)
 
@@ -306,11 +306,13 @@ def fit_ensemble(val_member_probs: pd.DataFrame, labels, method: str = "logit", 
     vote_tau, tau_scores = (choose_vote_tau(val_member_probs, y, pooled, groups, vote_taus)
                             if combination == "logit" else (None, {}))
     if has is None or note:
-        weights, temperature = _fit_set(val_member_probs, y, method, shrink, calibrate, vote_tau=vote_tau)
+        weights, temperature = _fit_set(val_member_probs, y, method, shrink, calibrate, pooled, False, vote_tau)
         kwargs = {}
     else:
-        weights, temperature = _fit_set(val_member_probs[~has], y[~has], method, shrink, calibrate, pooled, vote_tau)
-        a_weights, a_temperature = _fit_set(val_member_probs[has], y[has], method, shrink, calibrate, pooled, vote_tau)
+        weights, temperature = _fit_set(val_member_probs[~has], y[~has], method, shrink, calibrate, pooled, True,
+                                        vote_tau)
+        a_weights, a_temperature = _fit_set(val_member_probs[has], y[has], method, shrink, calibrate, pooled, True,
+                                            vote_tau)
         audio = {"weights": a_weights, "temperature": a_temperature,
                  "n_real": int((y[has] == 0).sum()), "n_fake": int((y[has] == 1).sum())}
         kwargs = {"has_audio": has, "audio_weights": a_weights, "audio_temperature": a_temperature}

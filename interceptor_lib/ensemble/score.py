@@ -59,6 +59,17 @@ def member_item_probs(ens: Ensemble, table: pd.DataFrame, cache: FaceCropCache, 
     return out
 
 
+def long_item_probs(scored: dict[str, pd.DataFrame], name: str = "model") -> pd.DataFrame:
+    """`member_item_probs`' tables in long form, one row per member and item: video_id, item (its
+    number within the video, in the dataset's order), `name` (the member), prob."""
+    parts = []
+    for items in scored.values():
+        items = items.drop(columns="label")
+        items.insert(1, "item", items.groupby("video_id").cumcount())
+        parts.append(items.melt(id_vars=["video_id", "item"], var_name=name, value_name="prob"))
+    return pd.concat(parts, ignore_index=True)
+
+
 def member_video_probs(ens: Ensemble, table: pd.DataFrame, cache: FaceCropCache, batch_size: int = 32,
                        num_workers: int = 0, device: str | torch.device | None = None,
                        items_per_video: int = 0) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 
 from interceptor_lib.ensemble.combine import Ensemble
 from interceptor_lib.ensemble.fit import ensemble_probs, fit_ensemble
-from interceptor_lib.ensemble.score import member_item_probs
+from interceptor_lib.ensemble.score import long_item_probs, member_item_probs
 from interceptor_lib.ensemble.store import (find_member_checkpoints, load_member, read_ensemble_config,
                                             save_ensemble_config)
 from interceptor_lib.errors import InterceptorError
@@ -118,12 +118,9 @@ def item_predictions(params, models: list[str] | None = None, batch_size: int = 
             return saved
     if rows.empty:
         raise InterceptorError("no cached validation or test videos: run notebook 00_prepare_data first")
-    parts = []
-    for scored in member_item_probs(ens, rows, cache, batch_size, device=device).values():
-        scored = scored.drop(columns="label")  # taken from `rows` below, with the other video columns
-        scored.insert(1, "item", scored.groupby("video_id").cumcount())
-        parts.append(scored.melt(id_vars=["video_id", "item"], var_name="model", value_name="prob"))
-    items = pd.concat(parts, ignore_index=True).merge(rows[META + [AUDIO]], on="video_id", how="left")
+    # the label is taken from `rows`, with the other video columns
+    items = long_item_probs(member_item_probs(ens, rows, cache, batch_size, device=device))
+    items = items.merge(rows[META + [AUDIO]], on="video_id", how="left")
     items = items[["model", *META, AUDIO, "item", "prob"]]
     items.to_csv(cached, index=False)
     meta.write_text(json.dumps(stamp, indent=1))
@@ -143,8 +140,9 @@ def video_predictions(items: pd.DataFrame) -> pd.DataFrame:
 def fit_and_save_ensemble(params, videos: pd.DataFrame, models: list[str] | None = None,
                           method: str = "logit", shrink: float = 0.1, rule: str = THRESHOLD_RULE) -> dict:
     """Fit the ensemble on the pooled validation videos of every dataset (weights, the vote temperature
-    by the worst dataset's validation AUC, temperature, threshold by `rule`; `interceptor_lib.ensemble.fit.fit_ensemble`, with a weight set of their own for
-    the videos with audio when validation holds enough of them) and write
+    by the worst dataset's validation AUC, temperature, threshold by `rule`;
+    `interceptor_lib.ensemble.fit.fit_ensemble`, with a weight set of their own for the videos with
+    audio when validation holds enough of them) and write
     <output_dir>/ensemble/ensemble.json for `predict`. Returns the fit (weights, temperature,
     threshold, audio, val metrics, path)."""
     models = models or [c for c in videos.columns if c not in _meta(videos) and c != ENSEMBLE]

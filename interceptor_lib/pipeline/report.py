@@ -16,7 +16,9 @@ import pandas as pd
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import RunPaths
-from interceptor_lib.pipeline.stage_matrix import ANCHORS
+from interceptor_lib.pipeline.robustness import robustness_summary, robustness_table
+from interceptor_lib.pipeline.evaluate import ENSEMBLE
+from interceptor_lib.pipeline.stage_matrix import cross_dataset_protocol
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: column titles of the results tables (for DFDC: the public test set when present, else the held-out groups)
@@ -103,21 +105,16 @@ def stage_matrix_markdown(path: Path, sets: list[str]) -> list[str]:
 def protocol_markdown(matrix: pd.DataFrame, sets: list[str]) -> list[str]:
     """The stage-1 checkpoints (trained on FF++ only: the field's cross-dataset protocol) in
     DeepfakeBench's layout, frame AUC for the models and video AUC for their ensemble, under the
-    published anchors (`stage_matrix.ANCHORS`, with their sources)."""
-    first = matrix[matrix["stage"] == matrix["stage"].iloc[0]]
-    cols = [d for d in sets if d in set(first["test_set"])]
+    published anchors (`stage_matrix.cross_dataset_protocol`)."""
+    cols = [d for d in sets if d in set(matrix["test_set"])]
     out = ["", "The stage-1 checkpoints, trained on FF++ alone (the field's cross-dataset protocol), in DeepfakeBench's "
            "layout beside published figures (from their papers; trained and tested on the real datasets, so not "
            "comparable with a synthetic run):", "",
            "| detector | AUC | " + " | ".join(DATASET_NAMES.get(d, d) for d in cols) + " | source |",
            "|---|---|" + "---|" * len(cols) + "---|"]
-    for a in ANCHORS.itertuples():
-        out.append(f"| {a.detector} | {a.level} | " + " | ".join(_fmt(getattr(a, d, float('nan'))) for d in cols)
-                   + f" | {a.source} |")
-    for model, g in first.groupby("model", sort=False):
-        level = "video" if model == "ensemble" else "frame"
-        values = g.set_index("test_set")[f"{level}_auc"]
-        out.append(f"| ours: {model} | {level} | " + " | ".join(_fmt(values.get(d)) for d in cols) + " | this run |")
+    for row in cross_dataset_protocol(matrix, synthetic=False, one_level=True).to_dict("records"):
+        out.append(f"| {row['detector']} | {row['level']} | " + " | ".join(_fmt(row.get(d, float("nan"))) for d in cols)
+                   + f" | {row['source']} |")
     return out
 
 
@@ -127,7 +124,8 @@ def robustness_markdown(path: Path, synthetic: bool) -> list[str]:
     if not path.is_file():
         return []
     r = pd.read_csv(path)
-    mean = r.groupby(["perturbation", "model", "level"], sort=False)["video_auc"].mean()
+    mean = robustness_table(r).loc[ENSEMBLE]  # (perturbation, level) -> the ensemble's mean AUC
+    best = robustness_summary(r).set_index("perturbation")
     levels = sorted(r["level"].unique())
     out = ["", "Robustness: the ensemble's video AUC (mean over the test sets) under each DeeperForensics-1.0 "
            f"perturbation by level (0 = clean), and the specialist with the highest AUC over the perturbed levels "
@@ -135,10 +133,9 @@ def robustness_markdown(path: Path, synthetic: bool) -> list[str]:
            "| perturbation | " + " | ".join(f"level {lv}" for lv in levels) + " | holds up best |",
            "|---|" + "---|" * (len(levels) + 1)]
     for name in dict.fromkeys(r["perturbation"]):
-        g = mean[name]
-        hit = g[g.index.get_level_values("level") > 0].groupby(level="model").mean().drop("ensemble", errors="ignore")
-        best = f"{hit.idxmax()} ({hit.max():.3f})" if hit.notna().any() else "–"
-        out.append(f"| {name} | " + " | ".join(_fmt(g.get(("ensemble", lv))) for lv in levels) + f" | {best} |")
+        b = best.loc[name]
+        held = f"{b.best_specialist} ({b.best_perturbed:.3f})" if isinstance(b.best_specialist, str) else "–"
+        out.append(f"| {name} | " + " | ".join(_fmt(mean.get((name, lv))) for lv in levels) + f" | {held} |")
     return out + [""]
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from interceptor_lib.data.cache import worker_pool
-from interceptor_lib.data.perturb import (PARAMETER_NAMES, VIDEO_PERTURBATIONS, PerturbedCache, Recompressed,
+from interceptor_lib.data.perturb import (REGISTRY, VIDEO_PERTURBATIONS, PerturbedCache, Recompressed,
                                           crop_perturbation, parameter, psnr, recompress_all)
 from interceptor_lib.ensemble.score import member_video_probs
 from interceptor_lib.ensemble.store import read_ensemble_config
@@ -80,12 +80,10 @@ def _aucs(videos: pd.DataFrame, models: list[str]) -> list[dict]:
     return out
 
 
-def _psnr(cache, perturbed, video_ids) -> float:
-    values = []
-    for v in video_ids:
-        clean = cache.reader(v)
-        pos = clean.frame_pos[:1]
-        values.append(psnr(clean.crops(pos)[0], perturbed.reader(v).crops(pos)[0]))
+def _psnr(clean: dict[str, tuple[np.ndarray, np.ndarray]], perturbed) -> float:
+    """Mean PSNR of each video's first scored frame under `perturbed` against `clean` ({video_id:
+    (its position, the clean crop)})."""
+    values = [psnr(crop, perturbed.reader(v).crops(pos)[0]) for v, (pos, crop) in clean.items()]
     return float(np.mean(values)) if values else np.nan
 
 
@@ -102,6 +100,8 @@ def robustness_sweep(params, device=None, write: bool = True, progress: bool = T
     if rows.empty:
         raise InterceptorError("no cached test videos: run notebook 00_prepare_data first")
     ids = rows["video_id"].tolist()
+    readers = {v: cache.reader(v) for v in ids}  # each video's first frame, read once for every condition's PSNR
+    clean = {v: (r.frame_pos[:1], r.crops(r.frame_pos[:1])[0]) for v, r in readers.items()}
     records = [{**a, "perturbation": p, "level": 0, "parameter": None, "psnr_db": np.inf}
                for a in _aucs(_scored(ens, rows, cache, fit, r.items_per_video, device), fit["models"])
                for p in r.perturbations]
@@ -128,7 +128,7 @@ def robustness_sweep(params, device=None, write: bool = True, progress: bool = T
                 perturbed = PerturbedCache(cache, crop_perturbation(name, level, params.seed))
             try:
                 videos = _scored(ens, rows, perturbed, fit, r.items_per_video, device)
-                distortion = _psnr(cache, perturbed, ids)
+                distortion = _psnr(clean, perturbed)
             finally:
                 if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)
@@ -196,7 +196,7 @@ def plot_robustness(sweep: pd.DataFrame, perturbation: str):
                 label=model, zorder=3 if ens else 2)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set_xticks(levels, [labels[lv] for lv in levels], fontsize=8)
-    ax.set_xlabel(f"level ({PARAMETER_NAMES.get(perturbation, 'parameter')})")
+    ax.set_xlabel(f"level ({REGISTRY[perturbation].parameter_name if perturbation in REGISTRY else 'parameter'})")
     ax.set_ylabel("video AUC (mean over test sets)")
     ax.set_ylim(0.4, 1.01)
     ax.set_title(f"Robustness to {perturbation.replace('_', ' ')}")

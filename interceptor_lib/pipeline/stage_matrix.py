@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from interceptor_lib.config.schema import STAGE_NAMES
+from interceptor_lib.data.datasets import evenly_spaced_slots
 from interceptor_lib.ensemble.combine import Ensemble, state_hash
 from interceptor_lib.ensemble.fit import ensemble_probs, fit_ensemble
-from interceptor_lib.ensemble.score import member_item_probs
+from interceptor_lib.ensemble.score import long_item_probs, member_item_probs
 from interceptor_lib.ensemble.store import find_member_checkpoints, load_member, stage_checkpoint
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.layout import RunPaths
+from interceptor_lib.layout import RunPaths, stage_datasets
 from interceptor_lib.metrics.scores import binary_metrics, choose_threshold, has_both_classes
 from interceptor_lib.pipeline.evaluate import (ENSEMBLE, TEST_SPLIT, THRESHOLD_RULE, eval_device, eval_dir, eval_rows,
                                                predictions_stamp)
@@ -62,9 +62,8 @@ def stage_checkpoints(params, models: list[str] | None = None) -> dict[tuple[str
 
 
 def seen_datasets(params, stage: str) -> list[str]:
-    """The datasets trained on up to and including `stage`, in stage order."""
-    order = [s for s in STAGE_NAMES if s in params.train.stages]
-    return list(dict.fromkeys(params.train.stages[s].dataset for s in order[:order.index(stage) + 1]))
+    """The datasets trained on up to and including `stage`, in stage order, each once."""
+    return list(dict.fromkeys(stage_datasets(params, stage)))
 
 
 def evenly_spaced(items: pd.DataFrame, k: int, by: list[str]) -> pd.DataFrame:
@@ -74,9 +73,8 @@ def evenly_spaced(items: pd.DataFrame, k: int, by: list[str]) -> pd.DataFrame:
     if not k:
         return items
     n = items.groupby(by, sort=False)["item"].transform("size").to_numpy()
-    keep = [i in set(np.unique(np.linspace(0, c - 1, k).round().astype(int)).tolist()) if c > k else True
-            for i, c in zip(items["item"].to_numpy(), n)]
-    return items[np.asarray(keep, bool)]
+    slots = {c: set(evenly_spaced_slots(c, k).tolist()) for c in np.unique(n)}
+    return items[np.fromiter((i in slots[c] for i, c in zip(items["item"].to_numpy(), n)), bool, len(items))]
 
 
 def _saved_last_stage(params, rows: pd.DataFrame, models: list[str]) -> pd.DataFrame | None:
@@ -115,11 +113,8 @@ def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_pe
         members = {n: m for n, m in members.items() if n not in set(saved["member"])}
     if members:
         ens = Ensemble(members).eval()
-        for scored in member_item_probs(ens, rows, crop_cache(params), batch_size, device=device,
-                                        items_per_video=items_per_video).values():
-            scored = scored.drop(columns="label")
-            scored.insert(1, "item", scored.groupby("video_id").cumcount())
-            parts.append(scored.melt(id_vars=["video_id", "item"], var_name="member", value_name="prob"))
+        parts.append(long_item_probs(member_item_probs(ens, rows, crop_cache(params), batch_size, device=device,
+                                                       items_per_video=items_per_video), name="member"))
     items = pd.concat(parts, ignore_index=True).merge(rows[["dataset", "split", "video_id", "label"]], on="video_id")
     return items, hashes
 
@@ -226,19 +221,20 @@ ANCHORS = pd.DataFrame([
 ])
 
 
-def cross_dataset_protocol(matrix: pd.DataFrame, synthetic: bool) -> pd.DataFrame:
+def cross_dataset_protocol(matrix: pd.DataFrame, synthetic: bool, one_level: bool = False) -> pd.DataFrame:
     """The stage-1 row (trained on FF++ only) in DeepfakeBench's layout, one row per model and level
     (frame, video), columns the test sets, beside the published ANCHORS; `synthetic` (the demo
-    corpus) labels our rows as not comparable."""
+    corpus) labels our rows as not comparable. `one_level`: each model at frame level only, as
+    DeepfakeBench reports, and the ensemble (which has no frames) at video level."""
     first = matrix[matrix["stage"] == matrix["stage"].iloc[0]]
     label = " (synthetic demo, not comparable)" if synthetic else ""
     rows = []
     for model, g in first.groupby("model", sort=False):
         for level in ("frame", "video"):
             values = g.set_index("test_set")[f"{level}_auc"]
-            if values.notna().any():
+            if values.notna().any() and not (one_level and model != ENSEMBLE and level == "video"):
                 rows.append({"detector": f"ours: {model}{label}", "level": level, **values.to_dict(),
-                             "source": "this run, eval/stage_matrix.csv"})
+                             "source": "this run"})
     return pd.concat([ANCHORS, pd.DataFrame(rows)], ignore_index=True)
 
 

@@ -37,12 +37,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from interceptor_lib.config.schema import STAGE_NAMES
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import balanced_chunk_order
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
-from interceptor_lib.layout import RunPaths, finished_as_configured, previous_best, stage_settings, write_done
+from interceptor_lib.layout import (RunPaths, finished_as_configured, previous_best, stage_datasets, stage_settings,
+                                    write_done)
 from interceptor_lib.models import create_model, list_models
 from interceptor_lib.pipeline.prepare import crop_cache, load_index
 from interceptor_lib.training import distributed
@@ -62,8 +62,7 @@ class TrainingStopped(InterceptorError):
 
 def earlier_datasets(params, stage: str) -> list[str]:
     """Datasets of the configured stages that run before `stage` (stage1 ... stage4 order)."""
-    order = [name for name in STAGE_NAMES if name in params.train.stages]
-    return [params.train.stages[name].dataset for name in order[:order.index(stage)]]
+    return stage_datasets(params, stage)[:-1]
 
 
 def build_model(params, model_name: str, init: Path | None):

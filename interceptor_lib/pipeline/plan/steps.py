@@ -100,10 +100,8 @@ def _val_items(params, frames_per_item: int) -> int:
 
 
 def evaluate_step(params, parts: list[Part], figures: Figures) -> Step:
-    pp = params.preprocess
     videos = sum(p.n("val") + p.n("test") for p in parts)
-    images = sum(videos * (pp.frames_per_video if frames_per_item(params, m) == 1 else pp.clips_per_video * pp.clip_len)
-                 for m in params.train.models)
+    images = videos * _items_images(params, 0)
     eval_ips = figures.get("eval.images_per_s", params.plan.eval_images_per_s * _face_scale(params))
     return Step("evaluate", "evaluate", videos * len(params.train.models), images, gpu_h=images / eval_ips / 3600,
                 gb=EVAL_GB, splittable=False, keep=("evaluate",))
