@@ -25,12 +25,13 @@ may change between runs are the train.* keys of `RUN_ONLY_TRAIN_KEYS`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interceptor_lib.config.schema import STAGE_NAMES, PreprocessParams
+from interceptor_lib.config.schema import PSEUDO_OFF, PSEUDO_ONLY, STAGE_NAMES, PreprocessParams
 from interceptor_lib.errors import InterceptorError
 
 DONE_FILE = "done.json"  # what a finished (model, stage) or DFDC chunk leaves in its run folder
@@ -204,6 +205,35 @@ def stage_datasets(params, stage: str) -> list[str]:
     return [params.train.stages[name].dataset for name in order[:order.index(stage) + 1]]
 
 
+def first_stage(params) -> str:
+    """The first configured stage (stage 1: the cross-dataset protocol's single training dataset)."""
+    stages = [s for s in STAGE_NAMES if s in params.train.stages]
+    if not stages:
+        raise InterceptorError("params have no train.stages")
+    return stages[0]
+
+
+#: the two training sources of the first stage that notebook 10 compares, and the stage's
+#: `pseudo_fakes` that trains on each: self-blended pseudo-fakes only, or the dataset's fakes
+PSEUDO_SOURCES = {"pseudo": PSEUDO_ONLY, "fakes": PSEUDO_OFF}
+
+
+def variant_params(params, source: str):
+    """A copy of `params` whose first stage trains on `source` (PSEUDO_SOURCES)."""
+    if source not in PSEUDO_SOURCES:
+        raise ValueError(f"source is one of {list(PSEUDO_SOURCES)}, got {source!r}")
+    out = copy.deepcopy(params)
+    out.train.stages[first_stage(params)].pseudo_fakes = PSEUDO_SOURCES[source]
+    return out
+
+
+def variant_folder(params, source: str) -> str:
+    """The run folder (under runs/<model>/) of the first stage trained on `source`: the chain's own
+    stage when it trains on that source, else <stage>-<source>."""
+    stage = first_stage(params)
+    return stage if params.train.stages[stage].pseudo_fakes == PSEUDO_SOURCES[source] else f"{stage}-{source}"
+
+
 def stage_settings(params, stage: str) -> dict:
     """What the result of `stage` depends on, as done.json records it ("settings"): {params key:
     value} over seed, train.* (less RUN_ONLY_TRAIN_KEYS and file locations), train.stages.<stage>.*,
@@ -212,9 +242,12 @@ def stage_settings(params, stage: str) -> dict:
     them."""
     train = {k: v for k, v in dataclasses.asdict(params.train).items() if k not in RUN_ONLY_TRAIN_KEYS}
     train["pretext"].pop("out")
+    st = params.train.stages.get(stage)
+    if st is None or st.pseudo_fakes == PSEUDO_OFF:  # the transforms matter only where they are used
+        train.pop("pseudo_fakes")
     flat = {"seed": params.seed}
     for key, value in train.items():
-        if key in ("augment", "pretext"):
+        if key in ("augment", "pretext", "pseudo_fakes"):
             flat.update({f"train.{key}.{k}": v for k, v in value.items()})
         else:
             flat[f"train.{key}"] = value
@@ -249,29 +282,31 @@ def changed_stage_settings(params, model: str, stage: str, done: dict | None = N
     return {k: (recorded[k], now[k]) for k in sorted(recorded.keys() & now.keys()) if recorded[k] != now[k]}
 
 
-def changed_part_settings(params, model: str, stage: str) -> dict[str, dict[str, tuple]]:
+def changed_part_settings(params, model: str, stage: str, folder: str | None = None) -> dict[str, dict[str, tuple]]:
     """For a stage still in progress: its finished parts (DFDC chunks, runs/<model>/<stage>/<part>/
     done.json in this run's outputs or an attached earlier session's) trained with other settings than
     `params`, as {"runs/<model>/<stage>/<part>": changed settings}. A resumed stage skips finished
-    parts, so they must match too."""
-    paths, out = RunPaths.of(params), {}
+    parts, so they must match too. `folder`: the run folder's name when it is not the stage's."""
+    paths, out, folder = RunPaths.of(params), {}, folder or stage
     for root in reversed(paths.roots):  # this run's own record of a part wins
-        for done in sorted(paths.run_dir(model, stage, root=root).glob(f"*/{DONE_FILE}")):
+        for done in sorted(paths.run_dir(model, folder, root=root).glob(f"*/{DONE_FILE}")):
             changed = changed_stage_settings(params, model, stage, json.loads(done.read_text()))
-            key = f"runs/{model}/{stage}/{done.parent.name}"
+            key = f"runs/{model}/{folder}/{done.parent.name}"
             out.pop(key, None)
             if changed:
                 out[key] = changed
     return out
 
 
-def stale_stage(params, model: str, stage: str, done: dict | None) -> dict[str, dict[str, tuple]]:
+def stale_stage(params, model: str, stage: str, done: dict | None, folder: str | None = None
+                ) -> dict[str, dict[str, tuple]]:
     """{"runs/<model>/<stage>[/<part>]": changed settings} for the stage when it finished (`done`, its
-    done.json) with other settings than `params` give now, else for its finished parts."""
+    done.json) with other settings than `params` give now, else for its finished parts. `folder`: the
+    run folder's name when it is not the stage's (a variant of the stage, e.g. "stage1-pseudo")."""
     if done is None:
-        return changed_part_settings(params, model, stage)
+        return changed_part_settings(params, model, stage, folder)
     changed = changed_stage_settings(params, model, stage, done)
-    return {f"runs/{model}/{stage}": changed} if changed else {}
+    return {f"runs/{model}/{folder or stage}": changed} if changed else {}
 
 
 def stale_runs(params) -> dict[str, dict[str, tuple]]:
@@ -298,12 +333,12 @@ def stale_stages_message(params, changed: dict[str, dict] | None = None) -> str 
             f"(e.g. rm -r {params.output_dir}/runs/*/{first} and the stages after it); or set the params back.")
 
 
-def finished_as_configured(params, model: str, stage: str) -> dict | None:
+def finished_as_configured(params, model: str, stage: str, folder: str | None = None) -> dict | None:
     """`done_record`, for skipping the stage: raises an InterceptorError (naming the settings and what
     to do) when the finished stage, or a finished DFDC chunk of an unfinished one, was trained with
-    other settings (stage_settings) than `params`."""
-    done = done_record(params, model, stage)
-    changed = stale_stage(params, model, stage, done)
+    other settings (stage_settings) than `params`. `folder`: see `stale_stage`."""
+    done = done_record(params, model, folder or stage)
+    changed = stale_stage(params, model, stage, done, folder)
     if changed:
         raise InterceptorError(stale_stages_message(params, changed))
     return done

@@ -43,6 +43,10 @@ def check_names(p: Params, check_paths: bool = True) -> None:
     unknown = [m for m in p.train.models if m not in list_models()]
     if unknown:
         raise ParamsError(f"params key 'train.models': unknown model(s) {unknown}; known: {list_models()}")
+    unknown = [m for m in p.evaluation.pseudo_fakes.models if m not in list_models()]
+    if unknown:
+        raise ParamsError(f"params key 'evaluation.pseudo_fakes.models': unknown model(s) {unknown}; "
+                          f"known: {list_models()}")
     for name, st in p.train.stages.items():
         if st.dataset not in INDEXERS:
             raise ParamsError(f"params key 'train.stages.{name}.dataset' must be one of {sorted(INDEXERS)}, got {st.dataset!r}")

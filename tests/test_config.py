@@ -113,6 +113,40 @@ def test_stage_balanced_draws_reach_the_trainer_and_replay_needs_them():
         load_params("demo", overrides={"train.stages.stage4.balanced": False})
 
 
+def test_stage_pseudo_fakes_is_off_only_or_a_share_and_its_transforms_are_checked(tmp_path):
+    from interceptor_lib.layout import stage_settings
+    from interceptor_lib.pipeline.stages import pseudo_fakes, train_config
+    f = write(tmp_path, """
+        extends: demo
+        train:
+          stages:
+            stage1: {dataset: ffpp, pseudo_fakes: off}
+            stage2: {dataset: celebdf, pseudo_fakes: only}
+            stage3: {dataset: wilddeepfake, pseudo_fakes: 0.25}
+    """)
+    p = load_params(path=f)
+    st = p.train.stages
+    assert [st[s].pseudo_fakes for s in ("stage1", "stage2", "stage3")] == ["off", "only", 0.25]  # YAML's off is false
+    assert pseudo_fakes(p, st["stage1"]) is None and pseudo_fakes(p, st["stage2"]).only
+    made = pseudo_fakes(p, st["stage3"])
+    assert made.share == 0.25 and made.margin == p.preprocess.margin and made.params == p.train.pseudo_fakes
+    assert train_config(p, st["stage3"]).pseudo_fakes == 0.25
+    # the transforms are a stage's setting only where it makes pseudo-fakes
+    assert "train.pseudo_fakes.rgb_shift" in stage_settings(p, "stage2")
+    assert "train.pseudo_fakes.rgb_shift" not in stage_settings(p, "stage1")
+    for bad, match in ((1.5, "share"), ("yes", "share"), (-0.1, "share")):
+        with pytest.raises(ParamsError, match=f"stage1.pseudo_fakes.*{match}"):
+            load_params("demo", overrides={"train.stages.stage1.pseudo_fakes": bad})
+    with pytest.raises(ParamsError, match="needs balanced draws"):
+        load_params("demo", overrides={"train.stages.stage1.pseudo_fakes": 0.5, "train.stages.stage1.balanced": False})
+    with pytest.raises(ParamsError, match="train.pseudo_fakes': ratios"):
+        load_params("demo", overrides={"train.pseudo_fakes.ratios": [0.5, 1.5]})
+    with pytest.raises(ParamsError, match="p_downscale \\+ p_sharpen"):
+        load_params("demo", overrides={"train.pseudo_fakes.p_sharpen": 0.8})
+    with pytest.raises(ParamsError, match="evaluation.pseudo_fakes.models"):
+        load_params("demo", overrides={"evaluation.pseudo_fakes.models": ["effnet"]})
+
+
 def test_extends_is_looked_up_beside_the_file_first(tmp_path):
     write(tmp_path, "description: the base beside it\nseed: 7\n", name="base.yaml")
     p = write(tmp_path, "extends: base\nseed: 9\n", name="mine.yaml")

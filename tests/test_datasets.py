@@ -1,4 +1,4 @@
-"""Training datasets over the cache: batch contract, augmentation, balanced sampling."""
+"""Training datasets over the cache: batch contract, augmentation, balanced sampling, pseudo-fakes."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.datasets import BalancedSampler, ClipDataset, FrameDataset, build_transform
+from interceptor_lib.data.pseudo_fakes import PSEUDO_SUFFIX, PseudoFakes
 from interceptor_lib.data.table import make_table
 
 
@@ -126,3 +127,58 @@ def test_balanced_sampler_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch(
     assert list(other) != full
     plain = BalancedSampler(labels, seed=3, balanced=False)
     assert sorted(plain) == list(range(50))  # a shuffle without replacement
+
+
+# -- self-blended pseudo-fakes in the training datasets ----------------------------------------------
+
+def test_pseudo_fakes_only_drops_the_fakes_and_gives_every_real_item_a_blended_twin(cached):
+    table, cache = cached
+    plain = FrameDataset(table, cache)
+    ds = FrameDataset(table, cache, pseudo=PseudoFakes("only", seed=0, margin=cache.params.margin))
+    real_items = int((plain.labels == 0).sum())
+    assert len(ds) == 2 * real_items  # the reals and their twins; not one of the dataset's fakes
+    assert ds.labels.tolist() == [0] * real_items + [1] * real_items
+    assert ds.pseudo_items.tolist() == [False] * real_items + [True] * real_items
+    real, twin = ds[0], ds[real_items]
+    assert real["label"] == 0 and twin["label"] == 1
+    assert twin["video_id"] == real["video_id"] + PSEUDO_SUFFIX  # never grouped with the real video
+    assert twin["frame"] == real["frame"] and not torch.equal(real["image"], twin["image"])
+    # (seed, epoch, index) alone: another dataset object gives the same bytes, another epoch others
+    again = FrameDataset(table, cache, pseudo=PseudoFakes("only", seed=0, margin=cache.params.margin))
+    assert torch.equal(again[real_items]["image"], twin["image"])
+    again.set_epoch(1)
+    assert not torch.equal(again[real_items]["image"], twin["image"])
+    other_seed = FrameDataset(table, cache, pseudo=PseudoFakes("only", seed=1, margin=cache.params.margin))
+    assert not torch.equal(other_seed[real_items]["image"], twin["image"])
+
+
+def test_pseudo_fakes_mixed_keep_the_fakes_and_clips_are_blended_alike_in_every_frame(cached):
+    table, cache = cached
+    ds = ClipDataset(table, cache, pseudo=PseudoFakes(0.5, seed=0, margin=cache.params.margin))
+    plain = ClipDataset(table, cache)
+    n = len(plain)
+    assert len(ds) == n + int((plain.labels == 0).sum()) and ds.labels[:n].tolist() == plain.labels.tolist()
+    twin, real = ds[n], plain[0]
+    assert twin["label"] == 1 and torch.equal(twin["audio"], real["audio"])  # the sound is the real one
+    diff = (twin["clip"] - real["clip"]).abs().flatten(1).amax(1)
+    assert (diff > 0).all()  # every frame blended
+    with pytest.raises(ValueError, match="only"):
+        PseudoFakes("off")
+
+
+def test_sampler_gives_pseudo_fakes_their_share_of_the_fake_draws():
+    # 20 reals, 60 dataset fakes, 20 pseudo-fake twins; a replayed stratum without pseudo-fakes
+    labels = np.array([0] * 20 + [1] * 60 + [1] * 20 + [0] * 10 + [1] * 30)
+    pseudo = np.array([False] * 80 + [True] * 20 + [False] * 40)
+    strata = np.array([0] * 100 + [1] * 40)
+    idx = np.array(list(BalancedSampler(labels, num_samples=60000, seed=0, strata=strata, shares=[0.7, 0.3],
+                                        pseudo=pseudo, pseudo_share=0.25)))
+    s, y, p = strata[idx], labels[idx], pseudo[idx]
+    assert abs((s == 1).mean() - 0.3) < 0.01 and abs(y[s == 0].mean() - 0.5) < 0.01
+    assert abs(p[(s == 0) & (y == 1)].mean() - 0.25) < 0.01  # a quarter of this stage's fake draws
+    assert not p[s == 1].any()
+    assert abs(y[s == 1].mean() - 0.5) < 0.02  # the replayed stratum is balanced as before
+    with pytest.raises(ValueError, match="labelled fake"):
+        BalancedSampler(np.array([0, 1, 0, 1]), pseudo=np.array([True, False, False, True]), pseudo_share=0.5)
+    with pytest.raises(ValueError, match="pseudo_share"):
+        BalancedSampler(np.array([0, 1, 1]), pseudo=np.array([False, False, True]), pseudo_share=1.5)

@@ -20,6 +20,7 @@ from media import face_frames, write_video
 from interceptor_lib.config.schema import PreprocessParams
 from interceptor_lib.data.cache import build_cache
 from interceptor_lib.data.datasets import FrameDataset, build_transform
+from interceptor_lib.data.pseudo_fakes import PSEUDO_SUFFIX, PseudoFakes
 from interceptor_lib.data.table import make_table
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.models import create_model, trainable_stages
@@ -140,6 +141,38 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(tmp_path, data):
     assert second.status == "done"
     for k, v in full.state_dict().items():
         assert torch.equal(v, resumed_model.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("mode", ["only", 0.5])
+def test_a_run_on_pseudo_fakes_stopped_mid_epoch_resumes_bitwise_equal(tmp_path, data, mode):
+    train, val = data
+    pseudo = PseudoFakes(mode, seed=0, margin=train.cache.params.margin)
+    sets = (FrameDataset(train.table, train.cache, build_transform(train=True), pseudo=pseudo),
+            FrameDataset(val.table, val.cache, build_transform(train=False), pseudo=pseudo if mode == "only" else None))
+    cfg = dataclasses.replace(CFG, pseudo_fakes=mode)
+    seen = []
+
+    class Recording(Trainer):  # the pseudo-fakes each step trains on
+        def _train_step(self, batch):
+            seen.append([v for v in batch["video_id"] if v.endswith(PSEUDO_SUFFIX)])
+            return super()._train_step(batch)
+
+    full = model()
+    Recording(full, *sets, cfg, tmp_path / "full", progress=False).fit()
+    drawn = [v for step in seen for v in step]
+    assert drawn  # the draws held pseudo-fakes (a quarter or half of them)
+    first = Trainer(model(), *sets, cfg, tmp_path / "cut", budget=StopAfter(5), progress=False).fit()
+    assert first.status == "stopped" and load_checkpoint(first.last)["progress"]["step_in_epoch"] == 1  # in epoch 2
+    resumed = model(seed=123)
+    rebuilt = (FrameDataset(train.table, train.cache, build_transform(train=True), pseudo=pseudo),
+               sets[1])  # a new process builds its datasets afresh, at epoch 0: the Trainer sets the epoch
+    assert Trainer(resumed, *rebuilt, cfg, tmp_path / "cut", progress=False).fit().status == "done"
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    # a resume cannot change where the fakes come from
+    Trainer(model(), *sets, cfg, tmp_path / "cut2", budget=StopAfter(1), progress=False).fit()
+    with pytest.raises(InterceptorError, match="pseudo_fakes"):
+        Trainer(model(), *sets, dataclasses.replace(cfg, pseudo_fakes=0.25), tmp_path / "cut2", progress=False).fit()
 
 
 def test_a_run_stopped_mid_way_does_not_resume_with_other_training_settings(tmp_path, data):

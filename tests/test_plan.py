@@ -11,6 +11,7 @@ from interceptor_lib.config.load import PARAMS_DIR
 from interceptor_lib.params import load_params
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.pipeline.plan import make_plan
+from interceptor_lib.pipeline.plan.sizes import planned_datasets, published_parts
 from interceptor_lib.training.throughput import measured, record
 
 PLAN_KEYS = {"fits", "sessions", "steps", "total_gpu_h", "total_cpu_h", "gpu_sessions", "cpu_sessions",
@@ -42,9 +43,11 @@ def test_kaggle_published_plan_fits_every_session_budget():
     steps = {s["name"]: s for s in d["steps"]}
     assert steps["preprocess ffpp"]["items"] == 6000
     assert sum(s["items"] for n, s in steps.items() if n.startswith("preprocess dfdc chunk")) == 24000
-    # one training step per (model, DFDC chunk), then evaluate, the stage matrix and the robustness sweep
+    # one training step per (model, DFDC chunk), then evaluate, the stage matrix, the robustness sweep and
+    # notebook 10's pseudo-fake comparison (cm's stage 1 trained on pseudo-fakes, both runs scored)
     assert sum(n.startswith("train tm stage4 chunk") for n in steps) == 10
-    assert [s["name"] for s in d["steps"][-3:]] == ["evaluate", "stage matrix", "robustness sweep"]
+    assert [s["name"] for s in d["steps"][-5:]] == ["evaluate", "stage matrix", "robustness sweep",
+                                                    "train cm stage1-pseudo", "pseudo-fake comparison"]
     # the sweep: 50 real and 50 fake test videos per dataset, clean and 7 perturbations x 5 levels
     r = params.evaluation.robustness
     assert steps["robustness sweep"]["items"] == 4 * r.videos_per_dataset * (1 + 7 * 5)
@@ -66,8 +69,34 @@ def test_the_robustness_sweep_counts_its_re_encodes_and_the_stage_matrix_every_s
     assert matrix["items"] == d["evaluate"]["items"] * len(params.train.stages)
     params.evaluation.robustness.enabled = False
     params.evaluation.stage_matrix = False
+    params.evaluation.pseudo_fakes.models = []
     names = [s["name"] for s in make_plan(params).to_dict()["steps"]]
     assert "robustness sweep" not in names and "stage matrix" not in names and names[-1] == "evaluate"
+
+
+def test_pseudo_fakes_cost_the_loader_s_blending_and_the_comparison_trains_the_other_source_on_one_gpu():
+    params = kaggle()
+    d = {s["name"]: s for s in make_plan(params).to_dict()["steps"]}
+    chain, pseudo = d["train cm stage1"], d["train cm stage1-pseudo"]
+    assert pseudo["items"] == chain["items"] and pseudo["images"] == chain["images"]  # the same draws
+    # the comparison's run is the chain's stage 1 on pseudo-fakes, trained on one GPU (no DDP)
+    one_gpu = kaggle(**{"train.stages.stage1.pseudo_fakes": "only", "plan.gpus": 1})
+    alone = {s["name"]: s for s in make_plan(one_gpu).to_dict()["steps"]}["train cm stage1"]
+    assert pseudo["gpu_h"] == alone["gpu_h"] > chain["gpu_h"]
+    parts, _ = published_parts(params, planned_datasets(params))
+    assert d["pseudo-fake comparison"]["items"] == 2 * sum(p.n("test") for p in parts)  # cm's two runs
+    # stage 1 on pseudo-fakes in the chain: every model pays for blending half its draws (and half the
+    # validation items), and the comparison trains the fakes run instead
+    on = kaggle(**{"train.stages.stage1.pseudo_fakes": "only"})
+    e = {s["name"]: s for s in make_plan(on).to_dict()["steps"]}
+    face = (224 / on.preprocess.face_size) ** 2
+    blend_s = chain["items"] * 0.5 * on.plan.self_blend_ms_per_image / face / 1000 / on.train.num_workers
+    assert e["train cm stage1"]["gpu_h"] - chain["gpu_h"] > blend_s / 3600 * 0.999
+    assert "train cm stage1-fakes" in e and "train cm stage1-pseudo" not in e
+    assert e["train ll stage1"]["gpu_h"] > d["train ll stage1"]["gpu_h"]
+    assert e["train ll stage2"]["gpu_h"] == d["train ll stage2"]["gpu_h"]  # stage 2 makes none
+    off = kaggle(**{"evaluation.pseudo_fakes.models": []})
+    assert not any("pseudo" in s["name"] for s in make_plan(off).to_dict()["steps"])
 
 
 def test_clip_models_draw_clip_len_frames_per_item_in_training_and_validation():

@@ -68,6 +68,27 @@ def test_markdown_adds_the_stage_matrix_and_the_robustness_summary(tmp_path):
     assert "| blur | 0.950 | 0.750 | 0.650 | ll (0.650) |" in robust  # the ensemble by level; best specialist
 
 
+def test_markdown_adds_the_pseudo_fake_comparison_and_its_families(tmp_path):
+    params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
+    _results(tmp_path)
+    assert "Self-blended" not in results_markdown(params)  # no notebook 10 table: nothing added
+    rows = [{"model": "cm", "source": src, "test_set": t, "seen": t == "ffpp", "video_auc": auc}
+            for src, base in (("pseudo", 0.7), ("fakes", 0.9)) for t, auc in (("ffpp", base), ("dfdc", base - 0.1))]
+    pd.DataFrame(rows).to_csv(tmp_path / "eval" / "pseudo_fakes.csv", index=False)
+    md = results_markdown(params)
+    part = md[md.index("Self-blended"):]
+    assert "synthetic corpus" in part and "| FF++ (test) (trained on) |" in part
+    assert "| cm: reals + self-blended pseudo-fakes | 0.700 | 0.600 |" in part
+    assert "| cm: reals + the dataset's fakes | 0.900 | 0.800 |" in part
+    assert "Per artifact family" not in part
+    pd.DataFrame([{"model": "cm", "source": src, "family": fam, "auc": a, "verdict": v}
+                  for src in ("pseudo", "fakes") for fam, a, v in (("lighting", 0.8, "caught"), ("temporal", 0.5, "missed"))]
+                 ).to_csv(tmp_path / "eval" / "pseudo_fakes_families.csv", index=False)
+    part = results_markdown(params)[md.index("Self-blended"):]
+    assert "| stage 1 trained on | lighting | temporal |" in part
+    assert "| cm: reals + self-blended pseudo-fakes | 0.800 (caught) | 0.500 (missed) |" in part
+
+
 def test_markdown_adds_the_perceivable_rates_where_they_differ(tmp_path):
     params = load_params("smoke", overrides={"output_dir": str(tmp_path)}, check_paths=False)
     _results(tmp_path)

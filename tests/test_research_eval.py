@@ -1,6 +1,7 @@
 """The research evaluation on a small real cache: the stage x test-set matrix (one row per model x
-stage x test set, each earlier stage's own checkpoint really scored) and the robustness sweep (every
-model and the ensemble, clean and perturbed, the distortion growing with the level)."""
+stage x test set, each earlier stage's own checkpoint really scored), the robustness sweep (every
+model and the ensemble, clean and perturbed, the distortion growing with the level) and the
+pseudo-fake comparison (both runs scored on every test set, the families judged)."""
 
 import json
 from dataclasses import asdict
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from sklearn.metrics import roc_auc_score
 from media import face_frames, write_video
 
 from interceptor_lib.data.cache import build_cache
@@ -144,3 +146,44 @@ def test_the_robustness_sweep_scores_every_model_and_the_ensemble_clean_and_pert
     assert "blur:" in R.summary_line(summary)
     assert (paths.eval_dir / "robustness.csv").is_file()
     assert [p.name for p in R.write_figures(run, sweep)] == ["blur.png", "video_compression.png"]
+
+
+def test_the_pseudo_fake_comparison_scores_both_runs_on_every_test_set_and_judges_the_families(run):
+    from interceptor_lib.pipeline import pseudo_fakes as PF
+    paths = RunPaths.of(run)
+    runs = {("ll", "pseudo"): paths.run_dir("ll", "stage2") / "checkpoints" / "epoch-001",
+            ("ll", "fakes"): paths.run_dir("ll", "stage1") / "checkpoints" / "epoch-001"}
+    item_predictions(run)  # notebook 06's predictions at hand must not stand in for another run's
+    table, families = PF.compare(run, runs)
+    assert families is None  # no demo corpus, no artifact families
+    assert len(table) == 2 * len(STAGES) and set(table["source"]) == {"pseudo", "fakes"}
+    assert table.loc[table["seen"], "test_set"].unique().tolist() == ["ffpp"]  # stage 1's dataset
+    assert (table["n_real"] == 2).all() and (table["n_fake"] == 2).all()
+    # each run's own checkpoint: its AUC is what that model scores on the test set's videos
+    items = S.score_checkpoints(run, {("ll", "x"): runs["ll", "pseudo"]}, run.evaluation.pseudo_fakes.items_per_video,
+                                reuse_saved=False)[0]
+    v = items[(items["split"] == "test") & (items["dataset"] == "celebdf")].groupby("video_id")[["label", "prob"]].mean()
+    got = table.set_index(["source", "test_set"]).loc[("pseudo", "celebdf"), "video_auc"]
+    assert got == pytest.approx(roc_auc_score(v["label"], v["prob"]))
+    assert pd.read_csv(RunPaths.of(run).eval_dir / "pseudo_fakes.csv")[["model", "source", "test_set", "video_auc"]] \
+        .equals(table[["model", "source", "test_set", "video_auc"]])
+    wide = PF.side_by_side(table)
+    assert (wide["gain"] == wide["pseudo"] - wide["fakes"]).all()
+    assert "unseen test sets" in PF.summary(table)
+
+
+def test_family_verdicts_pool_the_unseen_test_sets_and_name_caught_and_missed_families():
+    from interceptor_lib.pipeline import pseudo_fakes as PF
+    # 4 reals per unseen set; "lighting" fakes scored high by the pseudo run, "temporal" like the reals
+    rows = []
+    for ds in ("ffpp", "celebdf", "dfdc"):
+        for i in range(4):
+            rows.append({"dataset": ds, "label": 0, "artifact": "none", "ll@pseudo": 0.1 + 0.1 * i, "ll@fakes": 0.2})
+        rows.append({"dataset": ds, "label": 1, "artifact": "lighting", "ll@pseudo": 0.9, "ll@fakes": 0.1})
+        rows.append({"dataset": ds, "label": 1, "artifact": "temporal", "ll@pseudo": 0.25, "ll@fakes": 0.9})
+    f = PF.family_verdicts(pd.DataFrame(rows), {("ll", "pseudo"): None, ("ll", "fakes"): None}, trained_on="ffpp")
+    f = f.set_index(["source", "family"])
+    assert f.loc[("pseudo", "lighting"), "verdict"] == "caught" and f.loc[("pseudo", "lighting"), "auc"] == 1.0
+    assert f.loc[("pseudo", "temporal"), "verdict"] == "missed"
+    assert (f["n_real"] == 8).all() and (f["n_fake"] == 2).all()  # FF++ (trained on) left out
+    assert PF.verdict(0.7) == "partly"

@@ -3,8 +3,9 @@ finished stage, the `train` command, and a stage launched under torchrun (2 CPU 
 
 import json
 import os
-from dataclasses import asdict
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.export_best import EXPORT
 from interceptor_lib.pipeline.launch import LAUNCH_PARAMS, launch_stage, torchrun_command
 from interceptor_lib.pipeline.prepare import pretrain_backbone
+from interceptor_lib.pipeline import stages
+from interceptor_lib.pipeline.pseudo_fakes import train_comparison
 from interceptor_lib.pipeline.stages import TrainingStopped, run_stage, train_config, validated_parts
 
 
@@ -336,3 +339,38 @@ def test_notebook_models_reads_one_several_or_all():
     assert notebook_models(p, "tm, ll") == ["tm", "ll"]
     with pytest.raises(InterceptorError, match="xx"):
         notebook_models(p, "ll,xx")
+
+
+def test_the_pseudo_fake_run_of_stage1_trains_beside_the_chain_s_without_a_fake_and_resumes_as_a_stage(
+        stage_params, stage1, monkeypatch):
+    seen = []
+
+    class Recording(stages.Trainer):
+        def __init__(self, model, train_set, val_set, cfg, *a, **kw):
+            seen.append((train_set, val_set, cfg))
+            super().__init__(model, train_set, val_set, cfg, *a, **kw)
+
+    monkeypatch.setattr(stages, "Trainer", Recording)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = train_comparison(stage_params, ["ll"], progress=False)
+    finally:
+        torch.set_num_threads(n)
+    assert runs[("ll", "fakes")] == Path(stage1["best"])  # the chain's own stage 1: not trained again
+    assert len(seen) == 1 and "stage1-pseudo" in runs[("ll", "pseudo")].parts
+    train_set, val_set, cfg = seen[0]
+    assert cfg.pseudo_fakes == "only"
+    for ds in (train_set, val_set):  # trained and selected without one of the dataset's fakes
+        assert (ds.table["label"] == 0).all() and ds.pseudo_items.any()
+        assert (ds.labels == ds.pseudo_items).all()
+    done = json.loads((RunPaths.of(stage_params).run_dir("ll", "stage1-pseudo") / "done.json").read_text())
+    assert done["settings"]["train.stages.stage1.pseudo_fakes"] == "only"
+    assert done["settings"]["train.pseudo_fakes.rgb_shift"] == stage_params.train.pseudo_fakes.rgb_shift
+    assert "train.pseudo_fakes.rgb_shift" not in stage1["settings"]  # the chain's stage 1 makes none
+    assert train_comparison(stage_params, ["ll"], progress=False) == runs and len(seen) == 1  # done: skipped
+    # other transforms make the pseudo run stale, and only it
+    changed = load_params("smoke", overrides={**overrides_for(stage_params.output_dir), "train.pseudo_fakes.rgb_shift": 5})
+    with pytest.raises(InterceptorError, match="stage1-pseudo"):
+        train_comparison(changed, ["ll"], progress=False)
+    assert "runs/ll/stage1" not in stale_runs(changed)  # the chain's stage 1 makes no pseudo-fakes

@@ -97,6 +97,78 @@ class InspectionParams:
 
 
 @dataclass
+class SelfBlendParams:
+    """`train.pseudo_fakes` (data.pseudo_fakes): the transforms of a self-blended pseudo-fake and their
+    ranges (fractions are of the crop's side; where the face lies in the crop comes from
+    preprocess.margin). A stage uses them when its `pseudo_fakes` is not off."""
+
+    # the face ellipse's semi-axes as fractions of the face box's half-side: SBI's landmark hull
+    # spans about the box's width and from the brows to the chin
+    axes: list[float] = field(default_factory=lambda: [0.75, 0.95])
+    centre_jitter: float = 0.03      # the ellipse's centre moves this much: masks that are not all centred
+    elastic_alpha: list[float] = field(default_factory=lambda: [0.02, 0.06])  # a smooth field moves the edge this much: a wavy outline
+    blur_sigma: list[float] = field(default_factory=lambda: [0.01, 0.04])  # soft to sharp blending boundaries
+    # the blend ratio, drawn from these (SBI's: a full blend half the time, partial otherwise)
+    ratios: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    rgb_shift: int = 20              # per-channel shift in grey levels: the colour mismatch of a swapped face
+    saturation: float = 0.1          # saturation change, a fraction (no hue turn: skin colours no swap produces)
+    contrast: float = 0.1            # contrast and brightness changes of the copy, as fractions
+    brightness: float = 0.1
+    p_downscale: float = 0.5         # frequency mismatch: the copy resampled through a smaller size ...
+    downscale: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    p_sharpen: float = 0.25          # ... or sharpened (the other half of the time, some copies neither)
+    shift: float = 0.03              # the copy's translation: the misalignment of a swapped face
+    scale: list[float] = field(default_factory=lambda: [0.95, 1.05])  # and its resize
+
+    def problems(self) -> list[str]:
+        """What is out of range, one line per setting ([] when every setting can work)."""
+        def rng_ok(r, lo, hi):
+            return len(r) == 2 and lo <= r[0] <= r[1] <= hi
+        out = []
+        for name, r, lo, hi in (("axes", self.axes, 0.1, 2.0), ("elastic_alpha", self.elastic_alpha, 0, 0.5),
+                                ("blur_sigma", self.blur_sigma, 0, 0.5), ("downscale", self.downscale, 0.05, 1.0),
+                                ("scale", self.scale, 0.5, 2.0)):
+            if not rng_ok(r, lo, hi):
+                out.append(f"{name} {r} is not [low, high] within [{lo}, {hi}]")
+        if not self.ratios or not all(0 < r <= 1 for r in self.ratios):
+            out.append(f"ratios {self.ratios} must be in (0, 1]")
+        for name in ("centre_jitter", "saturation", "contrast", "brightness", "shift"):
+            if not 0 <= getattr(self, name) <= 0.5:
+                out.append(f"{name} {getattr(self, name)} must be in [0, 0.5]")
+        for name in ("p_downscale", "p_sharpen"):
+            if not 0 <= getattr(self, name) <= 1:
+                out.append(f"{name} {getattr(self, name)} must be a probability")
+        if self.p_downscale + self.p_sharpen > 1:
+            out.append("p_downscale + p_sharpen must be <= 1 (one frequency change at most)")
+        if not 0 <= self.rgb_shift <= 128:
+            out.append(f"rgb_shift {self.rgb_shift} must be in [0, 128]")
+        return out
+
+    def check(self) -> None:
+        """Raise a ValueError naming every setting out of range."""
+        if self.problems():
+            raise ValueError("self-blend params: " + "; ".join(self.problems()))
+
+
+#: `train.stages.<stage>.pseudo_fakes`: no pseudo-fakes, or pseudo-fakes instead of the dataset's fakes
+#: (a number in (0, 1) mixes them: that share of the fake draws are pseudo-fakes)
+PSEUDO_OFF, PSEUDO_ONLY = "off", "only"
+
+
+def pseudo_fakes_mode(value) -> str | float:
+    """A stage's `pseudo_fakes` as the code uses it: "off", "only" or a share in (0, 1). YAML reads a
+    bare `off` as false, and 0 means none: both are "off"; 1 is "only". Raises ValueError otherwise."""
+    if value is None or value is False or value == 0 or value == PSEUDO_OFF:
+        return PSEUDO_OFF
+    if value == PSEUDO_ONLY or (not isinstance(value, (bool, str)) and value == 1):
+        return PSEUDO_ONLY
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+        return float(value)
+    raise ValueError(f"pseudo_fakes is off, only, or the share of the fake draws in (0, 1) that are pseudo-fakes; "
+                     f"got {value!r}")
+
+
+@dataclass
 class StageParams:
     """One progressive-training stage (the `train.stages.<name>` entries)."""
 
@@ -114,6 +186,10 @@ class StageParams:
     # DFDC chunks already trained), balanced real / fake; 0 = fine-tune on this stage's data alone.
     # Rehearsal against forgetting: without it, each stage overwrites what the earlier ones learned.
     replay: float = 0.0
+    # Self-blended pseudo-fakes of this stage's real training faces (train.pseudo_fakes, data.pseudo_fakes):
+    # off; only (instead of the dataset's fakes: trained and selected without a single fake); or a
+    # share in (0, 1) of the fake draws, the rest the dataset's fakes
+    pseudo_fakes: typing.Any = PSEUDO_OFF
 
 
 @dataclass
@@ -190,6 +266,7 @@ class TrainParams:
     # per chunk there is nothing to choose between, and validating every chunk costs more than it trains.
     chunk_validation: str = "every"
     augment: AugmentParams = field(default_factory=lambda: AugmentParams())
+    pseudo_fakes: SelfBlendParams = field(default_factory=lambda: SelfBlendParams())
     # ./run_all.sh runs the stage notebooks of this many models at once, sharing the CPU cores out
     # between them (the demo's tiny models on a 2-core CPU); 1 on a GPU, where one model fills it.
     parallel_models: int = 1
@@ -222,6 +299,10 @@ class PlanParams:
     # CPU-seconds to re-encode one test video with H.264 for the robustness sweep's video compression:
     # decoding and encoding a 10 s 1080p video (DFDC's size) at x264's veryfast preset, one thread
     reencode_cpu_s_per_video: float = 10.0
+    # CPU-milliseconds to make one self-blended pseudo-fake of a 224 px crop (benchmarks/
+    # bench_data_loading.py part d; scaled by the face's pixels): the data loader's extra work when a
+    # stage trains on pseudo-fakes, spread over train.num_workers processes
+    self_blend_ms_per_image: float = 1.0
     gpus: int = 2                    # Kaggle's T4 x2, trained with DDP
     ddp_efficiency: float = 0.9      # share of N x one GPU's throughput that DDP over N GPUs keeps
     session_overhead_h: float = 0.25  # per GPU session: install, attach inputs, load models
@@ -249,6 +330,16 @@ class RobustnessParams:
 
 
 @dataclass
+class PseudoFakeComparisonParams:
+    """`evaluation.pseudo_fakes` (notebook 10, pipeline.pseudo_fakes): these models trained for stage 1
+    on the real faces and their self-blended pseudo-fakes only, against stage 1 on the dataset's fakes,
+    both scored on every test split. [] = off (nothing trained or scored)."""
+
+    models: list[str] = field(default_factory=list)
+    items_per_video: int = 4         # evenly spaced frames (image models) and clips (clip models) per test video
+
+
+@dataclass
 class EvaluationParams:
     """`evaluation`: what notebooks 06 and 09 score beyond the last stage's models on clean test videos."""
 
@@ -257,6 +348,7 @@ class EvaluationParams:
     stage_matrix: bool = True
     matrix_items_per_video: int = 0  # evenly spaced frames / clips per video for the matrix (0 = every cached item)
     robustness: RobustnessParams = field(default_factory=RobustnessParams)
+    pseudo_fakes: PseudoFakeComparisonParams = field(default_factory=PseudoFakeComparisonParams)
 
 
 @dataclass

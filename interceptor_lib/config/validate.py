@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interceptor_lib.config.schema import CHUNK_VALIDATION, IMAGE_FORMATS, STAGE_NAMES, Params
+from interceptor_lib.config.schema import CHUNK_VALIDATION, IMAGE_FORMATS, STAGE_NAMES, Params, pseudo_fakes_mode
 from interceptor_lib.errors import ParamsError
 
 
@@ -25,7 +25,7 @@ _RANGES = [
     ("train.time_budget_h", 0, None, False), ("train.storage_budget_gb", 0, None, False),
     ("train.checkpoint_chunk_mb", 0, None, False), ("train.keep_last", 1, None),
     ("evaluation.matrix_items_per_video", 0, None), ("evaluation.robustness.videos_per_dataset", 0, None),
-    ("evaluation.robustness.items_per_video", 1, None),
+    ("evaluation.robustness.items_per_video", 1, None), ("evaluation.pseudo_fakes.items_per_video", 0, None),
 ]
 
 
@@ -92,8 +92,18 @@ def check(p: Params, check_paths: bool = True) -> None:
         if st.replay and not st.balanced:
             raise ParamsError(f"params key 'train.stages.{name}.replay' needs balanced draws; "
                               f"train.stages.{name}.balanced is false")
+        try:
+            st.pseudo_fakes = pseudo_fakes_mode(st.pseudo_fakes)
+        except ValueError as e:
+            raise ParamsError(f"params key 'train.stages.{name}.pseudo_fakes': {e}") from None
+        if isinstance(st.pseudo_fakes, float) and not st.balanced:
+            raise ParamsError(f"params key 'train.stages.{name}.pseudo_fakes' (a share of the fake draws) needs "
+                              f"balanced draws; train.stages.{name}.balanced is false")
         if st.loss not in ("ce", "weighted_ce", "focal"):
             raise ParamsError(f"params key 'train.stages.{name}.loss' must be ce, weighted_ce or focal, got {st.loss!r}")
+    bad = p.train.pseudo_fakes.problems()
+    if bad:
+        raise ParamsError("params key 'train.pseudo_fakes': " + "; ".join(bad))
     owned = sorted(set(p.train.model_config) & {"backbone", "pretrained", "weights", "trainable_stages"})
     if owned:
         raise ParamsError(f"params key 'train.model_config' must not set {owned}: use train.{owned[0]}")

@@ -4,6 +4,11 @@ Batches are dicts (the DeepfakeBench contract): `image` (B, 3, H, W) for frame m
 (B, T, 3, H, W) with `audio` (B, S) and `has_audio` (B,) for the temporal and audio-visual models;
 always `label` (B,) with fake = 1 and `video_id` (a list of B strings) so that frame predictions can
 be grouped into video scores.
+
+With `pseudo` (a `data.pseudo_fakes.PseudoFakes`) every real item also has a pseudo-fake twin: the
+same crop (or clip), self-blended when it is read, labelled fake, its video_id suffixed with
+PSEUDO_SUFFIX. The blend is drawn from (seed, epoch, item index) alone (`set_epoch`), so a resumed
+epoch reads the same pseudo-fakes. Mode "only" leaves the dataset's fakes out.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torchvision.transforms import v2
 
 from interceptor_lib.data.cache import FaceCropCache
 from interceptor_lib.data.crops_file import CropReader
+from interceptor_lib.data.pseudo_fakes import PSEUDO_SUFFIX, PseudoFakes, blend_rng, self_blend, self_blend_clip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -107,9 +113,13 @@ def evenly_spaced_slots(count: int, per_video: int = 0) -> np.ndarray:
 
 
 class _CacheDataset(Dataset):
-    def __init__(self, table: pd.DataFrame, cache: FaceCropCache, transform=None):
-        self.table = cache.usable(table)
+    def __init__(self, table: pd.DataFrame, cache: FaceCropCache, transform=None, pseudo: PseudoFakes | None = None):
+        table = cache.usable(table)
+        if pseudo is not None and pseudo.only:
+            table = table[table["label"] == 0].reset_index(drop=True)
+        self.table = table
         self.cache = cache
+        self.pseudo, self.epoch = pseudo, 0
         # Plain arrays: a pandas row lookup per item costs more than decoding a small crop.
         self._ids = self.table["video_id"].to_numpy()
         self._labels = self.table["label"].to_numpy()
@@ -126,15 +136,37 @@ class _CacheDataset(Dataset):
         return r
 
     def _index_items(self, counts: list[int], per_video: int = 0) -> None:
-        """Items = (video, slot) pairs: every slot of each video, or `per_video` evenly spaced ones."""
+        """Items = (video, slot) pairs: every slot of each video, or `per_video` evenly spaced ones;
+        with `pseudo`, followed by a pseudo-fake twin of every real one."""
         slots = [evenly_spaced_slots(c, per_video) for c in counts]
         self._item_video = np.repeat(np.arange(len(self.table)), [len(x) for x in slots])
         self._item_slot = np.concatenate(slots) if slots else np.zeros(0, int)
+        self._item_pseudo = np.zeros(len(self._item_video), bool)
+        if self.pseudo is not None:
+            real = self._labels[self._item_video] == 0
+            self._item_video = np.concatenate([self._item_video, self._item_video[real]])
+            self._item_slot = np.concatenate([self._item_slot, self._item_slot[real]])
+            self._item_pseudo = np.concatenate([self._item_pseudo, np.ones(int(real.sum()), bool)])
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose pseudo-fakes are read (the Trainer sets it before each epoch's loader)."""
+        self.epoch = int(epoch)
 
     @property
     def labels(self) -> np.ndarray:
-        """Label of every item (for samplers and class weights)."""
-        return self._labels[self._item_video]
+        """Label of every item (for samplers and class weights): a pseudo-fake is fake."""
+        return np.where(self._item_pseudo, 1, self._labels[self._item_video])
+
+    @property
+    def pseudo_items(self) -> np.ndarray:
+        """Whether each item is a pseudo-fake (all False without `pseudo`)."""
+        return self._item_pseudo
+
+    def _item(self, i: int) -> tuple[int, bool, str, int]:
+        """(video row, is pseudo-fake, video_id, label) of item i."""
+        v, fake = self._item_video[i], bool(self._item_pseudo[i])
+        vid = self._ids[v] + PSEUDO_SUFFIX if fake else self._ids[v]
+        return v, fake, vid, 1 if fake else int(self._labels[v])
 
     @property
     def strata(self) -> np.ndarray | None:
@@ -149,28 +181,32 @@ class FrameDataset(_CacheDataset):
     """One item per (video, sampled frame): `image` (3, H, W), `label`, `video_id`, `frame`.
     `items_per_video` > 0 keeps that many evenly spaced frames of each video (validation)."""
 
-    def __init__(self, table, cache, transform=None, items_per_video: int = 0):
-        super().__init__(table, cache, transform)
+    def __init__(self, table, cache, transform=None, items_per_video: int = 0, pseudo: PseudoFakes | None = None):
+        super().__init__(table, cache, transform, pseudo)
         self._index_items([len(self._reader(v).frame_pos) for v in self.table["video_id"]], items_per_video)
 
     def __len__(self):
         return len(self._item_video)
 
     def __getitem__(self, i):
-        v = self._item_video[i]
+        v, fake, vid, label = self._item(i)
         rd = self._reader(self._ids[v])
         pos = rd.frame_pos[self._item_slot[i]]
-        img = torch.from_numpy(rd.crops([pos])[0]).permute(2, 0, 1)  # (3, H, W) uint8
-        return {"image": self.transform(img), "label": torch.tensor(int(self._labels[v])),
-                "video_id": self._ids[v], "frame": int(rd.frame_indices[pos])}
+        crop = rd.crops([pos])[0]
+        if fake:
+            p = self.pseudo
+            crop = self_blend(crop, blend_rng(p.seed, self.epoch, i), p.params, p.margin)[0]
+        img = torch.from_numpy(crop).permute(2, 0, 1)  # (3, H, W) uint8
+        return {"image": self.transform(img), "label": torch.tensor(label),
+                "video_id": vid, "frame": int(rd.frame_indices[pos])}
 
 
 class ClipDataset(_CacheDataset):
     """One item per (video, clip): `clip` (T, 3, H, W), `audio` (S,), `has_audio`, `label`,
     `video_id`. Videos without audio get zeros and has_audio = False (the model masks them)."""
 
-    def __init__(self, table, cache, transform=None, items_per_video: int = 0):
-        super().__init__(table, cache, transform)
+    def __init__(self, table, cache, transform=None, items_per_video: int = 0, pseudo: PseudoFakes | None = None):
+        super().__init__(table, cache, transform, pseudo)
         self._index_items([self._reader(v).num_clips for v in self.table["video_id"]], items_per_video)
         p = cache.params
         self._audio_len = int(round(p.audio_window_s * p.audio_sample_rate))
@@ -179,14 +215,18 @@ class ClipDataset(_CacheDataset):
         return len(self._item_video)
 
     def __getitem__(self, i):
-        v = self._item_video[i]
+        v, fake, vid, label = self._item(i)
         rd = self._reader(self._ids[v])
         slot = int(self._item_slot[i])
-        clip = torch.from_numpy(rd.clip(slot)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
+        frames = rd.clip(slot)
+        if fake:
+            p = self.pseudo
+            frames = self_blend_clip(frames, p.seed, self.epoch, i, p.params, p.margin)
+        clip = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
         wave = rd.audio_window(slot)
         audio = torch.from_numpy(wave) if wave is not None else torch.zeros(self._audio_len)
         return {"clip": self.transform(clip), "audio": audio, "has_audio": torch.tensor(wave is not None),
-                "label": torch.tensor(int(self._labels[v])), "video_id": self._ids[v]}
+                "label": torch.tensor(label), "video_id": vid}
 
 
 class BalancedSampler(Sampler[int]):
@@ -198,10 +238,14 @@ class BalancedSampler(Sampler[int]):
 
     `strata` (an int per item) with `shares` (a share per stratum, summing to 1) splits the draws
     between groups of items, e.g. this stage's data and replayed data of earlier stages: stratum s
-    gets shares[s] of the draws in expectation, balanced real / fake within it."""
+    gets shares[s] of the draws in expectation, balanced real / fake within it.
+
+    `pseudo` (a bool per item: a pseudo-fake) with `pseudo_share` splits each stratum's fake draws:
+    that share go to its pseudo-fakes, the rest to its other fakes (all of them to whichever kind
+    the stratum has alone)."""
 
     def __init__(self, labels, num_samples: int | None = None, seed: int = 0, balanced: bool = True,
-                 strata=None, shares=None):
+                 strata=None, shares=None, pseudo=None, pseudo_share: float | None = None):
         labels = np.asarray(labels)
         counts = np.bincount(labels, minlength=2).astype(np.float64)
         if balanced and (counts == 0).any():
@@ -212,6 +256,10 @@ class BalancedSampler(Sampler[int]):
             weights = _stratified_weights(labels, np.asarray(strata, dtype=np.int64), shares)
         else:
             weights = 1.0 / counts[labels]
+        if pseudo is not None and np.asarray(pseudo).any():
+            if not balanced:
+                raise ValueError("a share of pseudo-fake draws needs balanced sampling")
+            weights = _pseudo_weights(weights, labels, strata, np.asarray(pseudo, bool), pseudo_share)
         self.weights = torch.as_tensor(weights, dtype=torch.double) if balanced else None
         self.n_items, self.num_samples = len(labels), num_samples or len(labels)
         if not balanced:  # without replacement an epoch cannot be longer than the data
@@ -252,3 +300,27 @@ def _stratified_weights(labels: np.ndarray, strata: np.ndarray, shares) -> np.nd
     np.add.at(counts, (strata, labels), 1)
     n_classes = (counts > 0).sum(axis=1)
     return shares[strata] / np.maximum(n_classes[strata], 1) / counts[strata, labels]
+
+
+def _pseudo_weights(weights: np.ndarray, labels: np.ndarray, strata, pseudo: np.ndarray,
+                    share: float | None) -> np.ndarray:
+    """`weights` with each stratum's fake weight split: `share` of it over its pseudo-fakes, the rest
+    over its other fakes, evenly within each (all of it on one kind when the stratum has only that)."""
+    if share is None or not 0 < share <= 1:
+        raise ValueError(f"pseudo_share must be in (0, 1], got {share}")
+    if len(pseudo) != len(labels):
+        raise ValueError(f"pseudo has {len(pseudo)} entries for {len(labels)} items")
+    if (labels[pseudo] != 1).any():
+        raise ValueError("a pseudo-fake item must be labelled fake (1)")
+    strata = np.zeros(len(labels), np.int64) if strata is None else np.asarray(strata, np.int64)
+    out = np.asarray(weights, np.float64).copy()
+    for s in np.unique(strata):
+        fake = (strata == s) & (labels == 1)
+        kinds = [(fake & pseudo, share), (fake & ~pseudo, 1.0 - share)]
+        present = [(m, w) for m, w in kinds if m.any()]
+        total, norm = out[fake].sum(), sum(w for _, w in present)
+        if not present or norm == 0:
+            continue
+        for m, w in present:
+            out[m] = total * (w / norm) / m.sum()
+    return out

@@ -129,7 +129,8 @@ def plot_video_stats(manifest: pd.DataFrame, columns=("brightness", "sharpness",
 
 def pseudo_fake_grid(cache, table: pd.DataFrame, n: int = 8, seed: int = 0, blend=None) -> np.ndarray:
     """A grid image of `n` real training crops (top row), a self-blended pseudo-fake of each (middle,
-    `data.pseudo_fakes.self_blend` with `blend` params) and its mask (bottom). RGB array for `plt.imshow`."""
+    `data.pseudo_fakes.self_blend` with `blend`, the train.pseudo_fakes params; the face where the
+    cache's margin puts it) and its mask (bottom). RGB array for `plt.imshow`."""
     usable = cache.usable(table)
     ids = usable.loc[(usable["label"] == 0) & (usable["split"] == "train"), "video_id"].to_numpy()
     if not len(ids):
@@ -139,7 +140,7 @@ def pseudo_fake_grid(cache, table: pd.DataFrame, n: int = 8, seed: int = 0, blen
     for i, v in enumerate(pick):
         r = cache.reader(v)
         crop = r.crops([r.frame_pos[0]])[0]
-        fake, mask = self_blend(crop, blend_rng(seed, 0, i), blend)
+        fake, mask = self_blend(crop, blend_rng(seed, 0, i), blend, cache.params.margin)
         rows[0].append(crop)
         rows[1].append(fake)
         rows[2].append(np.repeat((mask[..., None] * 255).astype(np.uint8), 3, axis=2))

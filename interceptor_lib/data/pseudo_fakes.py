@@ -4,7 +4,11 @@ face mask. The result carries the traces every face swap leaves (a blending boun
 frequency mismatch, a slight misalignment) without any one generator's fingerprint, which is why a
 detector trained on real faces and these generalises across datasets.
 
-    fake, mask = self_blend(crop, np.random.default_rng([seed, epoch, index]), SelfBlendParams())
+    fake, mask = self_blend(crop, blend_rng(seed, epoch, index), SelfBlendParams(), margin=1.3)
+
+Every transform and its range is a params key (`train.pseudo_fakes`, `config.schema.SelfBlendParams`);
+a stage trains on them as `train.stages.<stage>.pseudo_fakes` says (`PseudoFakes`, which the training
+datasets take: off, a share of the fake draws, or instead of the dataset's fakes).
 
 The mask comes from what the cache has: the crop is the face box scaled by `preprocess.margin`
 around its centre, so the face is an ellipse of about the box's size in the middle of the crop; that
@@ -22,55 +26,39 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from interceptor_lib.config.schema import PSEUDO_OFF, PSEUDO_ONLY, PreprocessParams, SelfBlendParams
 
-@dataclass
-class SelfBlendParams:
-    """The transforms of a self-blended image and their ranges (fractions are of the crop's side)."""
+#: what a pseudo-fake item's video_id gets appended: its predictions must not be grouped with the
+#: real video it was made from (they carry the other label)
+PSEUDO_SUFFIX = "#self-blend"
+#: where the face box lies in the crop when nothing else is known (preprocess.margin's default)
+DEFAULT_MARGIN = PreprocessParams.margin
 
-    margin: float = 1.3              # the crop's margin around the face box (preprocess.margin): where the face is
-    # the face ellipse's semi-axes as fractions of the face box's half-side: SBI's landmark hull
-    # spans about the box's width and from the brows to the chin
-    axes: list[float] = field(default_factory=lambda: [0.75, 0.95])
-    centre_jitter: float = 0.03      # the ellipse's centre moves this much: masks that are not all centred
-    elastic_alpha: list[float] = field(default_factory=lambda: [0.02, 0.06])  # a smooth field moves the edge this much: a wavy outline
-    blur_sigma: list[float] = field(default_factory=lambda: [0.01, 0.04])  # soft to sharp blending boundaries
-    # the blend ratio, drawn from these (SBI's: a full blend half the time, partial otherwise)
-    ratios: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
-    rgb_shift: int = 20              # per-channel shift in grey levels: the colour mismatch of a swapped face
-    saturation: float = 0.1          # saturation change, a fraction (no hue turn: skin colours no swap produces)
-    contrast: float = 0.1            # contrast and brightness changes of the copy, as fractions
-    brightness: float = 0.1
-    p_downscale: float = 0.5         # frequency mismatch: the copy resampled through a smaller size ...
-    downscale: list[float] = field(default_factory=lambda: [0.5, 0.9])
-    p_sharpen: float = 0.25          # ... or sharpened (the other half of the time, some copies neither)
-    shift: float = 0.03              # the copy's translation: the misalignment of a swapped face
-    scale: list[float] = field(default_factory=lambda: [0.95, 1.05])  # and its resize
 
-    def check(self) -> None:
-        def rng_ok(r, lo, hi):
-            return len(r) == 2 and lo <= r[0] <= r[1] <= hi
-        problems = []
-        if not self.margin >= 1.0:
-            problems.append(f"margin {self.margin} < 1")
-        for name, r, lo, hi in (("axes", self.axes, 0.1, 2.0), ("elastic_alpha", self.elastic_alpha, 0, 0.5),
-                                ("blur_sigma", self.blur_sigma, 0, 0.5), ("downscale", self.downscale, 0.05, 1.0),
-                                ("scale", self.scale, 0.5, 2.0)):
-            if not rng_ok(r, lo, hi):
-                problems.append(f"{name} {r} is not [low, high] within [{lo}, {hi}]")
-        if not self.ratios or not all(0 < r <= 1 for r in self.ratios):
-            problems.append(f"ratios {self.ratios} must be in (0, 1]")
-        for name in ("centre_jitter", "saturation", "contrast", "brightness", "shift"):
-            if not 0 <= getattr(self, name) <= 0.5:
-                problems.append(f"{name} {getattr(self, name)} must be in [0, 0.5]")
-        for name in ("p_downscale", "p_sharpen"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name} {getattr(self, name)} must be a probability")
-        if self.p_downscale + self.p_sharpen > 1:
-            problems.append("p_downscale + p_sharpen must be <= 1 (one frequency change at most)")
-        if not 0 <= self.rgb_shift <= 128:
-            problems.append(f"rgb_shift {self.rgb_shift} must be in [0, 128]")
-        if problems:
-            raise ValueError("self-blend params: " + "; ".join(problems))
+@dataclass(frozen=True)
+class PseudoFakes:
+    """How a training (or validation) dataset makes pseudo-fakes: `mode` "only" (its fakes are dropped
+    and every real item gets a pseudo-fake twin) or a share in (0, 1) of the fake draws (the real
+    items' twins are added beside the dataset's fakes; the sampler gives them that share); the
+    transforms; the seed of (seed, epoch, index); the crop margin (where the face is)."""
+
+    mode: str | float
+    params: SelfBlendParams = field(default_factory=SelfBlendParams)
+    seed: int = 0
+    margin: float = DEFAULT_MARGIN
+
+    def __post_init__(self):
+        if self.mode == PSEUDO_OFF or not (self.mode == PSEUDO_ONLY or 0 < float(self.mode) < 1):
+            raise ValueError(f"PseudoFakes.mode is 'only' or a share in (0, 1), got {self.mode!r}")
+
+    @property
+    def only(self) -> bool:
+        return self.mode == PSEUDO_ONLY
+
+    @property
+    def share(self) -> float:
+        """The share of the fake draws that are pseudo-fakes (1 with "only")."""
+        return 1.0 if self.only else float(self.mode)
 
 
 #: the side the mask is drawn, deformed and blurred at before it is resized to the crop: it is smooth
@@ -80,14 +68,16 @@ MASK_GRID = 64
 FIELD_GRID = 6
 
 
-def face_mask(shape: tuple[int, int], rng: np.random.Generator, p: SelfBlendParams) -> np.ndarray:
-    """The blending mask (H, W) float32 in [0, 1]: the jittered face ellipse, elastically deformed,
-    blurred and scaled by a blend ratio (drawn at MASK_GRID px and resized to the crop)."""
+def face_mask(shape: tuple[int, int], rng: np.random.Generator, p: SelfBlendParams,
+              margin: float = DEFAULT_MARGIN) -> np.ndarray:
+    """The blending mask (H, W) float32 in [0, 1]: the jittered face ellipse (the face box is the
+    crop's side / `margin`), elastically deformed, blurred and scaled by a blend ratio (drawn at
+    MASK_GRID px and resized to the crop)."""
     h, w = shape
     k = min(1.0, MASK_GRID / max(h, w))
     gh, gw = max(2, round(h * k)), max(2, round(w * k))
     side = float(min(gh, gw))
-    half = side / (2 * p.margin)  # the face box's half-side on the grid
+    half = side / (2 * margin)  # the face box's half-side on the grid
     cx = gw / 2 + rng.uniform(-1, 1) * p.centre_jitter * side
     cy = gh / 2 + rng.uniform(-1, 1) * p.centre_jitter * side
     ax = half * rng.uniform(*p.axes)
@@ -148,12 +138,13 @@ def transformed_copy(img: np.ndarray, rng: np.random.Generator, p: SelfBlendPara
     return cv2.warpAffine(out, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
-def self_blend(img: np.ndarray, rng: np.random.Generator, p: SelfBlendParams | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """A self-blended pseudo-fake of `img` (H, W, 3 RGB uint8) and its mask (H, W float32 in [0, 1]):
-    mask * transformed copy + (1 - mask) * img, rounded; where the mask is 0 the pixels are img's."""
+def self_blend(img: np.ndarray, rng: np.random.Generator, p: SelfBlendParams | None = None,
+               margin: float = DEFAULT_MARGIN) -> tuple[np.ndarray, np.ndarray]:
+    """A self-blended pseudo-fake of `img` (H, W, 3 RGB uint8, a face crop with `margin`) and its mask
+    (H, W float32 in [0, 1]): mask * transformed copy + (1 - mask) * img, rounded; where the mask is 0
+    the pixels are img's."""
     p = p or SelfBlendParams()
-    mask = face_mask(img.shape[:2], rng, p)
+    mask = face_mask(img.shape[:2], rng, p, margin)
     source = transformed_copy(img, rng, p)
     out = cv2.blendLinear(source, img, mask, 1.0 - mask)
     return out, mask
@@ -166,7 +157,7 @@ def blend_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 
 
 def self_blend_clip(frames: np.ndarray, seed: int, epoch: int, index: int,
-                    p: SelfBlendParams | None = None) -> np.ndarray:
+                    p: SelfBlendParams | None = None, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """A pseudo-fake clip (T, H, W, 3): every frame blended with the same mask and the same transform
     (each frame's draws come from the same generator state), as a face swap is over a clip."""
-    return np.stack([self_blend(f, blend_rng(seed, epoch, index), p)[0] for f in frames])
+    return np.stack([self_blend(f, blend_rng(seed, epoch, index), p, margin)[0] for f in frames])

@@ -80,6 +80,8 @@ def results_markdown(params) -> str:
         lines += [f"Ensemble weights (fitted on validation): {w}; {vote}; threshold {doc['threshold']:.3f}."]
     lines += stage_matrix_markdown(path.parent / "stage_matrix.csv", sets)
     lines += robustness_markdown(path.parent / "robustness.csv", synthetic)
+    lines += pseudo_fakes_markdown(path.parent / "pseudo_fakes.csv", path.parent / "pseudo_fakes_families.csv",
+                                   synthetic)
     return "\n".join(lines)
 
 
@@ -136,6 +138,39 @@ def robustness_markdown(path: Path, synthetic: bool) -> list[str]:
         b = best.loc[name]
         held = f"{b.best_specialist} ({b.best_perturbed:.3f})" if isinstance(b.best_specialist, str) else "–"
         out.append(f"| {name} | " + " | ".join(_fmt(mean.get((name, lv))) for lv in levels) + f" | {held} |")
+    return out + [""]
+
+
+def pseudo_fakes_markdown(path: Path, families_path: Path, synthetic: bool) -> list[str]:
+    """Lines for notebook 10's pseudo_fakes.csv ([] when absent): per model, stage 1 trained on the
+    reals and their self-blended pseudo-fakes against stage 1 trained on the dataset's fakes, video
+    AUC per test set; and (demo) the artifact families each catches on the test sets it never saw."""
+    if not path.is_file():
+        return []
+    t = pd.read_csv(path)
+    sets = [d for d in DATASET_NAMES if d in set(t["test_set"])]
+    seen = set(t.loc[t["seen"], "test_set"])
+    label = {"pseudo": "reals + self-blended pseudo-fakes", "fakes": "reals + the dataset's fakes"}
+    rows = [f"{m}: {label.get(src, src)}" for m, src in dict.fromkeys(zip(t["model"], t["source"]))]
+    cell = {(f"{m}: {label.get(src, src)}", d): v for (m, src, d), v in
+            t.set_index(["model", "source", "test_set"])["video_auc"].items()}
+    titles = {d: DATASET_NAMES.get(d, d) + (" (trained on)" if d in seen else "") for d in sets}
+    out = ["", "Self-blended pseudo-fakes against the dataset's fakes: the same model's stage 1 trained on "
+           "FF++'s reals and their self-blended pseudo-fakes only (never a fake) and on FF++'s reals and fakes, "
+           f"video AUC per test set (`eval/{path.name}`, notebook 10{'; synthetic corpus' if synthetic else ''}):", "",
+           "| stage 1 trained on | " + " | ".join(titles[d] for d in sets) + " |", "|---|" + "---|" * len(sets)]
+    out += [f"| {r} | " + " | ".join(_fmt(cell.get((r, d))) for d in sets) + " |" for r in rows]
+    if families_path.is_file():
+        f = pd.read_csv(families_path)
+        fams = list(dict.fromkeys(f["family"]))
+        out += ["", "Per artifact family: the AUC of its fakes against the reals of the test sets these runs never "
+                "trained on (caught ≥ 0.75, missed ≤ 0.6; `eval/" + families_path.name + "`):", "",
+                "| stage 1 trained on | " + " | ".join(fams) + " |", "|---|" + "---|" * len(fams)]
+        fc = {(f"{m}: {label.get(src, src)}", fam): (auc, v) for (m, src, fam), (auc, v) in
+              f.set_index(["model", "source", "family"])[["auc", "verdict"]].iterrows()}
+        for r in rows:
+            out.append(f"| {r} | " + " | ".join(
+                "–" if (r, fam) not in fc else f"{_fmt(fc[r, fam][0])} ({fc[r, fam][1]})" for fam in fams) + " |")
     return out + [""]
 
 

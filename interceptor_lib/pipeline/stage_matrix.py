@@ -91,11 +91,12 @@ def _saved_last_stage(params, rows: pd.DataFrame, models: list[str]) -> pd.DataF
 
 
 def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_per_video: int = 0,
-                      batch_size: int = 32, device=None) -> tuple[pd.DataFrame, dict[str, str]]:
+                      batch_size: int = 32, device=None, reuse_saved: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every checkpoint's P(fake) on `items_per_video` items of every validation and test video: a
     long table (member "<model>@<stage>", dataset, split, video_id, label, item, prob) and {member:
-    state_hash of the weights scored}. Each model's last checkpoint is read from notebook 06's
-    predictions when they were made by it (`_saved_last_stage`). `device`: see `evaluate.eval_device`."""
+    state_hash of the weights scored}. With `reuse_saved`, each model's last checkpoint is read from
+    notebook 06's predictions when they were made by it (`_saved_last_stage`); keys that are not the
+    chain's stages (another run's checkpoints) need it off. `device`: see `evaluate.eval_device`."""
     device = eval_device(params, device)
     members = {f"{m}{SEP}{s}": load_member(p, device) for (m, s), p in checkpoints.items()}
     hashes = {name: state_hash(model.state_dict()) for name, model in members.items()}
@@ -105,7 +106,7 @@ def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_pe
     models = list(dict.fromkeys(m for m, _ in checkpoints))
     last = {m: [s for mm, s in checkpoints if mm == m][-1] for m in models}
     parts = []
-    saved = _saved_last_stage(params, rows, models)
+    saved = _saved_last_stage(params, rows, models) if reuse_saved else None
     if saved is not None:
         saved = evenly_spaced(saved[saved["model"].isin(models)], items_per_video, ["model", "video_id"])
         saved = saved.assign(member=saved["model"] + SEP + saved["model"].map(last)).drop(columns="model")

@@ -37,8 +37,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from interceptor_lib.config.schema import PSEUDO_OFF
 from interceptor_lib.data.datasets import ClipDataset, FrameDataset, build_transform
 from interceptor_lib.data.inspection import balanced_chunk_order
+from interceptor_lib.data.pseudo_fakes import PseudoFakes
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import (RunPaths, finished_as_configured, previous_best, stage_datasets, stage_settings,
@@ -90,18 +92,28 @@ def validated_parts(parts: list[str], chunk_validation: str) -> set[str]:
     return set(parts) if chunk_validation == "every" else set(parts[-1:])
 
 
-def make_datasets(params, model, rows: pd.DataFrame, val_rows: pd.DataFrame):
+def pseudo_fakes(params, stage_params) -> PseudoFakes | None:
+    """The stage's pseudo-fakes (train.stages.<stage>.pseudo_fakes with the train.pseudo_fakes
+    transforms, drawn from params.seed), or None when off."""
+    if stage_params.pseudo_fakes == PSEUDO_OFF:
+        return None
+    return PseudoFakes(stage_params.pseudo_fakes, params.train.pseudo_fakes, params.seed, params.preprocess.margin)
+
+
+def make_datasets(params, model, rows: pd.DataFrame, val_rows: pd.DataFrame, pseudo: PseudoFakes | None = None):
     """(training, validation) datasets of `rows` / `val_rows` over the crop cache, in `model`'s input
-    kind and normalisation; the training one augmented as train.augment says."""
+    kind and normalisation; the training one augmented as train.augment says. With `pseudo` the
+    training set makes pseudo-fakes; with pseudo-fakes only, the validation set too (its reals and
+    their pseudo-fakes, the same every epoch, its fakes left out): such a stage never sees a fake."""
     cache = crop_cache(params)
     cls = FrameDataset if model.input_kind == "image" else ClipDataset
     dc = model.data_config
     a = params.train.augment
     train_tf = build_transform(True, dc["mean"], dc["std"], jpeg_quality=tuple(a.jpeg_quality), p_color=a.p_color,
                                p_blur=a.p_blur, p_jpeg=a.p_jpeg, p_downscale=a.p_downscale)
-    return (cls(rows, cache, train_tf),
+    return (cls(rows, cache, train_tf, pseudo=pseudo),
             cls(val_rows, cache, build_transform(False, dc["mean"], dc["std"]),
-                items_per_video=params.train.val_items_per_video))
+                items_per_video=params.train.val_items_per_video, pseudo=pseudo if pseudo and pseudo.only else None))
 
 
 def train_config(params, stage_params, train_videos: int = 0) -> TrainConfig:
@@ -117,20 +129,22 @@ def train_config(params, stage_params, train_videos: int = 0) -> TrainConfig:
         amp=t.amp, num_workers=t.num_workers, seed=params.seed,
         keep_last=t.keep_last, storage_budget_gb=t.storage_budget_gb, storage_root=params.output_dir,
         checkpoint_chunk_mb=t.checkpoint_chunk_mb, unfreeze_schedule=t.unfreeze_schedule, replay=stage_params.replay,
-        balanced_sampling=stage_params.balanced)
+        balanced_sampling=stage_params.balanced, pseudo_fakes=stage_params.pseudo_fakes)
 
 
-def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dict:
+def run_stage(params, model_name: str, stage: str, progress: bool = True, folder: str | None = None) -> dict:
     """Train `model_name` through `stage` (skipped when already done). Returns the stage summary.
 
     Runs as one process, or as every rank of a DDP group started by torchrun
     (`launch.run_stage_process`): each rank trains its share, rank 0 alone writes done.json and the
-    fp16 export."""
+    fp16 export. `folder`: the run folder under runs/<model>/ when it is not `stage` (a variant of
+    the stage trained beside the chain's, e.g. stage 1 on pseudo-fakes: `pipeline.pseudo_fakes`)."""
     if model_name not in list_models():
         raise InterceptorError(f"unknown model {model_name!r}; models: {list_models()}")
     if stage not in params.train.stages:
         raise InterceptorError(f"params have no train.stages.{stage}; stages configured: {list(params.train.stages)}")
-    done = finished_as_configured(params, model_name, stage)
+    folder = folder or stage
+    done = finished_as_configured(params, model_name, stage, folder)
     if done is not None:
         return {**done, "skipped": True}
     sp, settings = params.train.stages[stage], stage_settings(params, stage)
@@ -160,8 +174,8 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
     validated = validated_parts([n for n, _ in parts], params.train.chunk_validation)
     with budget:
         for name, rows in parts:
-            rdir = paths.run_dir(model_name, stage, name)
-            part_done, _ = paths.find_done(model_name, stage, name) if name else (None, None)
+            rdir = paths.run_dir(model_name, folder, name)
+            part_done, _ = paths.find_done(model_name, folder, name) if name else (None, None)
             if part_done is not None:  # a DFDC chunk finished here or in an attached earlier session
                 best = Path(part_done["best"])
                 continue
@@ -175,10 +189,11 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                 trained = [r for _, r in parts[:[n for n, _ in parts].index(name)]]
                 rows = with_replay(rows, pd.concat([earlier, *trained]))
             model = build_model(params, model_name, best)
-            train_set, val_set = make_datasets(params, model, rows, val if name in validated else val.iloc[:0])
+            train_set, val_set = make_datasets(params, model, rows, val if name in validated else val.iloc[:0],
+                                               pseudo_fakes(params, sp))
             trainer = Trainer(model, train_set, val_set, train_config(params, sp, n_videos), rdir, budget, device,
                               progress, metadata={"stage": stage, "part": name, "dataset": sp.dataset},
-                              resume_from=_attached_latest(paths.attached_run_dirs(model_name, stage, name)))
+                              resume_from=_attached_latest(paths.attached_run_dirs(model_name, folder, name)))
             result = trainer.fit()
             if result.status == "stopped":
                 raise TrainingStopped(
@@ -197,7 +212,7 @@ def run_stage(params, model_name: str, stage: str, progress: bool = True) -> dic
                "skipped_parts": [n for n, r in parts if r["label"].nunique() < 2],
                "history": history.to_dict("records"), "seconds": round(time.perf_counter() - t0, 1),
                "stage_params": asdict(sp), "settings": settings, "chunk_validation": params.train.chunk_validation}
-    rdir = paths.run_dir(model_name, stage)
+    rdir = paths.run_dir(model_name, folder)
     summary["export"] = distributed.run_on_main(
         lambda: export_best(best, rdir, {"model_name": model_name, "stage": stage}) if best else None)
     _write_done(rdir, summary)

@@ -52,7 +52,7 @@ from interceptor_lib.training.budget import RunBudget
 from interceptor_lib.training.checkpoint import load_checkpoint
 from interceptor_lib.training.device import autocast_dtype, batch_to_device, loader_options
 from interceptor_lib.training.losses import build_loss
-from interceptor_lib.training.replay import replay_strata
+from interceptor_lib.training.replay import pseudo_draws, replay_strata
 from interceptor_lib.training.retention import CheckpointManager, RetentionPolicy
 from interceptor_lib.training.train_config import TrainConfig, changed_settings
 from interceptor_lib.training.validation import validate
@@ -97,7 +97,8 @@ class Trainer:
         self.sampler = distributed.ShardedSampler(
             BalancedSampler(train_set.labels, cfg.samples_per_epoch or None, seed=cfg.seed,
                             balanced=cfg.balanced_sampling,
-                            **replay_strata(train_set, cfg.replay, cfg.balanced_sampling)),
+                            **replay_strata(train_set, cfg.replay, cfg.balanced_sampling),
+                            **pseudo_draws(train_set, cfg.pseudo_fakes)),
             self.rank, self.world_size)
         # Class weights for the classes as drawn: balanced draws already counter the dataset's imbalance,
         # weights from the dataset's class frequencies would counter it a second time.
@@ -190,6 +191,8 @@ class Trainer:
         while self.epoch < cfg.epochs:
             self._start_epoch()
             self.sampler.set_epoch(self.epoch, skip=self.step_in_epoch * cfg.batch_size)
+            if hasattr(self.train_set, "set_epoch"):  # its pseudo-fakes are drawn from (seed, epoch, index)
+                self.train_set.set_epoch(self.epoch)
             # The loader's own generator: creating an iterator then draws its worker seed from it,
             # not from the global RNG, so a resumed epoch replays the same augmentations.
             # A new loader (new workers) per epoch, never persistent_workers: the workers' seeds then come

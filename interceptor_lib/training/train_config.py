@@ -8,6 +8,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from interceptor_lib.config.schema import PSEUDO_OFF
 from interceptor_lib.layout import RUN_ONLY_TRAIN_KEYS
 
 
@@ -30,6 +31,9 @@ class TrainConfig:
     samples_per_epoch: int = 0        # balanced draws per epoch over all processes (0 = the number of training items)
     balanced_sampling: bool = True
     replay: float = 0.0               # share of draws from items of stratum 1 (earlier stages' data), if any
+    # "off", "only" or the share of fake draws that are the training set's pseudo-fakes (its
+    # `pseudo_items`, made by the dataset: data.pseudo_fakes); recorded so that a resume cannot change it
+    pseudo_fakes: str | float = PSEUDO_OFF
     amp: str = "auto"                 # auto | off | fp16 | bf16 (auto on CUDA: bf16 from capability 8.0, else fp16)
     channels_last: bool = True        # CUDA only
     num_workers: int = 0

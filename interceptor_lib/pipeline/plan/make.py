@@ -11,7 +11,8 @@ from interceptor_lib.layout import RunPaths
 from interceptor_lib.pipeline.plan.packing import pack_cpu, pack_gpu
 from interceptor_lib.pipeline.plan.records import EVAL_GB, Figures, Plan, Step
 from interceptor_lib.pipeline.plan.sizes import data_parts, planned_datasets, published_parts
-from interceptor_lib.pipeline.plan.steps import (evaluate_step, preprocess_steps, robustness_step, stage_matrix_step,
+from interceptor_lib.pipeline.plan.steps import (evaluate_step, preprocess_steps, pseudo_fake_steps, robustness_step,
+                                                 stage_matrix_step,
                                                  train_steps)
 from interceptor_lib.training.throughput import measured
 
@@ -72,6 +73,8 @@ def make_plan(params, sizes: str = "published") -> Plan:
     train = train_steps(params, parts, order, figures)
     evaluation = [evaluate_step(params, parts, figures), stage_matrix_step(params, parts, figures),
                   robustness_step(params, parts, figures)]
+    if train:  # the comparison's extra first-stage runs train after the chain (notebook 10)
+        evaluation += pseudo_fake_steps(params, parts, order, figures)
     gpu_steps = train + ([s for s in evaluation if s is not None] if train else [])
 
     if p.session_overhead_h >= hours:
@@ -90,10 +93,11 @@ def make_plan(params, sizes: str = "published") -> Plan:
                         f"{math.ceil(s.work_gb * 10) / 10:.1f} or lower train.keep_last")
     ev = gpu_steps[len(train)] if len(gpu_steps) > len(train) else None
     for step in gpu_steps[len(train):]:
-        if step.gpu_h + p.session_overhead_h > hours:
+        if step.kind == "evaluate" and step.gpu_h + p.session_overhead_h > hours:
             lower = {"evaluate": "preprocess.frames_per_video / preprocess.clips_per_video",
                      "stage matrix": "evaluation.matrix_items_per_video",
-                     "robustness sweep": "evaluation.robustness.levels / videos_per_dataset / items_per_video"}[step.name]
+                     "robustness sweep": "evaluation.robustness.levels / videos_per_dataset / items_per_video",
+                     "pseudo-fake comparison": "evaluation.pseudo_fakes.items_per_video"}[step.name]
             problems.append(f"{step.name} takes {step.gpu_h:.1f} h on one GPU ({step.images:,} images) and does not "
                             f"resume: more than a session leaves ({hours - p.session_overhead_h:.1f} h); lower "
                             f"{lower} or raise train.time_budget_h")

@@ -1,12 +1,16 @@
 """The chain as steps: preprocess each part, train each (model, stage[, chunk]), evaluate (with the
-stage matrix and the robustness sweep); with the hours and gigabytes each takes from the throughput
+stage matrix, the robustness sweep and the pseudo-fake comparison); with the hours and gigabytes each takes from the throughput
 figures."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from interceptor_lib.config.schema import PSEUDO_OFF, PSEUDO_ONLY
 from interceptor_lib.data.perturb import VIDEO_PERTURBATIONS
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
+from interceptor_lib.layout import PSEUDO_SOURCES, first_stage, variant_folder, variant_params
 from interceptor_lib.models import model_entry
 from interceptor_lib.pipeline.plan.records import (EVAL_GB, EXPORT_FACTOR, FORMAT_FACTOR, KINDS, REFERENCE_FACE,
                                                   REFERENCE_FRAMES, STATE_FACTOR, Figures, Part, Step)
@@ -80,13 +84,56 @@ def train_steps(params, parts: list[Part], order: list[int], figures: Figures) -
                 last = i == len(units) - 1
                 validates = not chunked or t.chunk_validation == "every" or last
                 val_images = val_videos * _val_items(params, fpi) * fpi * st.epochs if validates else 0
-                seconds = items * fpi / (ips * parallel) + val_images / eval_ips
+                seconds = (items * fpi / (ips * parallel) + val_images / eval_ips
+                           + _self_blend_s(params, st, items * fpi, val_images if validates else 0))
                 chunk_only = chunked and not last  # its best weights, kept until the stage ends
                 steps.append(Step(f"train {model} {stage}{suffix}", "train", items, items * fpi + val_images,
                                   gpu_h=seconds / 3600, gb=w_gb * (1 if chunk_only else 1 + EXPORT_FACTOR),
                                   work_gb=(t.keep_last + 1) * STATE_FACTOR * w_gb,
                                   keep=(model, stage, suffix),
                                   releases=chunked and last))
+    return steps
+
+
+def _self_blend_s(params, stage_params, train_images: int, val_images: int) -> float:
+    """Seconds the data loader spends making the stage's pseudo-fakes (none when its pseudo_fakes is
+    off): the drawn fakes' share of them (half the balanced draws) and, with pseudo-fakes only, the
+    validation set's (half of it), at plan.self_blend_ms_per_image scaled by the face's pixels and
+    spread over train.num_workers processes. Counted on top of the GPU's time, as if the loader kept
+    it waiting: an upper bound."""
+    mode = stage_params.pseudo_fakes
+    if mode == PSEUDO_OFF:
+        return 0.0
+    share = 1.0 if mode == PSEUDO_ONLY else float(mode)
+    images = train_images * 0.5 * share + (val_images * 0.5 if mode == PSEUDO_ONLY else 0)
+    ms = params.plan.self_blend_ms_per_image / _face_scale(params)
+    return images * ms / 1000 / max(1, params.train.num_workers)
+
+
+def pseudo_fake_steps(params, parts: list[Part], order: list[int], figures: Figures) -> list[Step]:
+    """Notebook 10's comparison (evaluation.pseudo_fakes.models): the first stage trained again on the
+    source the chain's own first stage does not train on (both when it mixes them), per model, and
+    both runs scored on every test video. [] when no model is listed."""
+    models = params.evaluation.pseudo_fakes.models
+    if not models:
+        return []
+    first = first_stage(params)
+    steps = []
+    for source in PSEUDO_SOURCES:
+        if variant_folder(params, source) == first:  # the chain's own first stage
+            continue
+        v = variant_params(params, source)  # trained in notebook 10's process: one GPU, no DDP
+        v.train.models, v.train.stages, v.plan.gpus = list(models), {first: v.train.stages[first]}, 1
+        for s in train_steps(v, parts, order, figures):
+            s.name = s.name.replace(f" {first}", f" {first}-{source}")
+            s.keep = (s.keep[0], f"{first}-{source}", s.keep[2])
+            steps.append(s)
+    videos = sum(p.n("test") for p in parts)
+    sub = dataclasses.replace(params, train=dataclasses.replace(params.train, models=list(models)))
+    images = videos * _items_images(sub, params.evaluation.pseudo_fakes.items_per_video) * 2
+    eval_ips = figures.get("eval.images_per_s", params.plan.eval_images_per_s * _face_scale(params))
+    steps.append(Step("pseudo-fake comparison", "evaluate", videos * len(models) * 2, images,
+                      gpu_h=images / eval_ips / 3600, splittable=False, keep=("evaluate",)))
     return steps
 
 
