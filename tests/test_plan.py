@@ -12,6 +12,7 @@ from interceptor_lib.params import load_params
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.pipeline.plan import make_plan
 from interceptor_lib.pipeline.plan.sizes import planned_datasets, published_parts
+from interceptor_lib.pipeline.plan.steps import frames_per_item
 from interceptor_lib.training.throughput import measured, record
 
 PLAN_KEYS = {"fits", "sessions", "steps", "total_gpu_h", "total_cpu_h", "gpu_sessions", "cpu_sessions",
@@ -67,6 +68,13 @@ def test_the_robustness_sweep_counts_its_re_encodes_and_the_stage_matrix_every_s
     reencode_h = 400 * 5 * params.plan.reencode_cpu_s_per_video / params.plan.cpu_cores / 3600
     assert sweep["gpu_h"] - without["gpu_h"] > 0.8 * reencode_h
     assert matrix["items"] == d["evaluate"]["items"] * len(params.train.stages)
+    # the images through the network: every stage but the last (notebook 06 scored those checkpoints),
+    # at matrix_items_per_video of evaluate's every cached item per video
+    pp, k = params.preprocess, params.evaluation.matrix_items_per_video
+    cached = {m: pp.frames_per_video if frames_per_item(params, m) == 1 else pp.clips_per_video for m in params.train.models}
+    ratio = (sum(min(k, cached[m]) * frames_per_item(params, m) for m in cached)
+             / sum(cached[m] * frames_per_item(params, m) for m in cached))
+    assert matrix["images"] == pytest.approx(d["evaluate"]["images"] * ratio * (len(params.train.stages) - 1), rel=1e-3)
     params.evaluation.robustness.enabled = False
     params.evaluation.stage_matrix = False
     params.evaluation.pseudo_fakes.models = []

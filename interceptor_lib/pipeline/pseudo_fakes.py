@@ -14,9 +14,10 @@ the validation reals and their pseudo-fakes, so no fake ever chooses anything fo
 
 A pseudo-fake carries a blending boundary and a colour / frequency mismatch inside the face; it
 teaches nothing of what changes over time or in the sound. So on the demo corpus a pseudo-trained
-model can be expected to catch the families that leave a mismatch inside the face (low light,
-lighting, compression, resolution) and to miss temporal flicker / jitter and audio-visual sync:
-`families` says, per artifact family of the test sets the models never trained on, which it is.
+model is expected to catch the families that leave a mismatch of resolution, block grid or colour
+inside the face and to miss audio-visual sync, with temporal flicker / jitter (a shifted or brighter
+inner face in one frame) in between: `families` says, per artifact family of the test sets the
+models never trained on, which it is.
 """
 
 from __future__ import annotations

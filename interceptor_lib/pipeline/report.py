@@ -82,7 +82,7 @@ def results_markdown(params) -> str:
     lines += robustness_markdown(path.parent / "robustness.csv", synthetic)
     lines += pseudo_fakes_markdown(path.parent / "pseudo_fakes.csv", path.parent / "pseudo_fakes_families.csv",
                                    synthetic)
-    return "\n".join(lines)
+    return "\n".join(line for i, line in enumerate(lines) if line or i == 0 or lines[i - 1])  # one blank line at most
 
 
 def stage_matrix_markdown(path: Path, sets: list[str]) -> list[str]:

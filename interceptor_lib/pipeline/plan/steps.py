@@ -168,11 +168,14 @@ def _items_images(params, items_per_video: int) -> int:
 
 def stage_matrix_step(params, parts: list[Part], figures: Figures) -> Step | None:
     """Notebook 06's stage matrix: every stage's checkpoint of every model on the validation and test
-    videos (evaluation.matrix_items_per_video); None when evaluation.stage_matrix is off."""
+    videos (evaluation.matrix_items_per_video); None when evaluation.stage_matrix is off. The last
+    stage's checkpoints are not scored again (the matrix takes notebook 06's predictions of them), so
+    the images through the network are the earlier stages'."""
     if not params.evaluation.stage_matrix:
         return None
     videos = sum(p.n("val") + p.n("test") for p in parts)
-    images = videos * _items_images(params, params.evaluation.matrix_items_per_video) * len(params.train.stages)
+    scored_stages = max(0, len(params.train.stages) - 1)
+    images = videos * _items_images(params, params.evaluation.matrix_items_per_video) * scored_stages
     eval_ips = figures.get("eval.images_per_s", params.plan.eval_images_per_s * _face_scale(params))
     return Step("stage matrix", "evaluate", videos * len(params.train.models) * len(params.train.stages), images,
                 gpu_h=images / eval_ips / 3600, splittable=False, keep=("evaluate",))
