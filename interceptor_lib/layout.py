@@ -310,9 +310,19 @@ def stale_stage(params, model: str, stage: str, done: dict | None, folder: str |
 
 
 def stale_runs(params) -> dict[str, dict[str, tuple]]:
-    """stale_stage over every model x stage of params."""
-    return {run: changed for model in params.train.models for stage in params.train.stages
-            for run, changed in stale_stage(params, model, stage, done_record(params, model, stage)).items()}
+    """stale_stage over every model x stage of params, and over the first stage's runs on the other
+    source that notebook 10 trains (evaluation.pseudo_fakes.models, runs/<model>/<stage>-<source>)."""
+    out = {run: changed for model in params.train.models for stage in params.train.stages
+           for run, changed in stale_stage(params, model, stage, done_record(params, model, stage)).items()}
+    if params.train.stages:
+        first = first_stage(params)
+        for model in params.evaluation.pseudo_fakes.models:
+            for source in PSEUDO_SOURCES:
+                folder = variant_folder(params, source)
+                if folder != first:
+                    out.update(stale_stage(variant_params(params, source), model, first,
+                                           done_record(params, model, folder), folder))
+    return out
 
 
 def stale_stages_message(params, changed: dict[str, dict] | None = None) -> str | None:

@@ -373,4 +373,5 @@ def test_the_pseudo_fake_run_of_stage1_trains_beside_the_chain_s_without_a_fake_
     changed = load_params("smoke", overrides={**overrides_for(stage_params.output_dir), "train.pseudo_fakes.rgb_shift": 5})
     with pytest.raises(InterceptorError, match="stage1-pseudo"):
         train_comparison(changed, ["ll"], progress=False)
-    assert "runs/ll/stage1" not in stale_runs(changed)  # the chain's stage 1 makes no pseudo-fakes
+    stale = stale_runs(changed)  # what ./run_all.sh checks before any work
+    assert "runs/ll/stage1-pseudo" in stale and "runs/ll/stage1" not in stale  # the chain's makes no pseudo-fakes

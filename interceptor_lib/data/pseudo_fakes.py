@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from interceptor_lib.config.schema import PSEUDO_OFF, PSEUDO_ONLY, PreprocessParams, SelfBlendParams
+from interceptor_lib.config.schema import PSEUDO_ONLY, PreprocessParams, SelfBlendParams
 
 #: what a pseudo-fake item's video_id gets appended: its predictions must not be grouped with the
 #: real video it was made from (they carry the other label)
@@ -48,7 +48,8 @@ class PseudoFakes:
     margin: float = DEFAULT_MARGIN
 
     def __post_init__(self):
-        if self.mode == PSEUDO_OFF or not (self.mode == PSEUDO_ONLY or 0 < float(self.mode) < 1):
+        share = isinstance(self.mode, (int, float)) and not isinstance(self.mode, bool) and 0 < self.mode < 1
+        if not (self.mode == PSEUDO_ONLY or share):
             raise ValueError(f"PseudoFakes.mode is 'only' or a share in (0, 1), got {self.mode!r}")
 
     @property

@@ -91,7 +91,8 @@ def _saved_last_stage(params, rows: pd.DataFrame, models: list[str]) -> pd.DataF
 
 
 def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_per_video: int = 0,
-                      batch_size: int = 32, device=None, reuse_saved: bool = True) -> tuple[pd.DataFrame, dict[str, str]]:
+                      batch_size: int = 32, device=None, reuse_saved: bool = True
+                      ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Every checkpoint's P(fake) on `items_per_video` items of every validation and test video: a
     long table (member "<model>@<stage>", dataset, split, video_id, label, item, prob) and {member:
     state_hash of the weights scored}. With `reuse_saved`, each model's last checkpoint is read from

@@ -51,4 +51,5 @@ def pseudo_draws(train_set, pseudo_fakes) -> dict:
     if not has:
         raise ValueError(f"pseudo_fakes is {pseudo_fakes!r} but the training set has no pseudo-fake items "
                          "(build it with a PseudoFakes and at least one real item)")
-    return {"pseudo": np.asarray(items, bool), "pseudo_share": 1.0 if pseudo_fakes == PSEUDO_ONLY else float(pseudo_fakes)}
+    share = 1.0 if pseudo_fakes == PSEUDO_ONLY else float(pseudo_fakes)
+    return {"pseudo": np.asarray(items, bool), "pseudo_share": share}

@@ -1,6 +1,6 @@
 """The chain as steps: preprocess each part, train each (model, stage[, chunk]), evaluate (with the
-stage matrix, the robustness sweep and the pseudo-fake comparison); with the hours and gigabytes each takes from the throughput
-figures."""
+stage matrix, the robustness sweep and the pseudo-fake comparison); with the hours and gigabytes
+each takes from the throughput figures."""
 
 from __future__ import annotations
 
