@@ -147,6 +147,15 @@ def test_stage_pseudo_fakes_is_off_only_or_a_share_and_its_transforms_are_checke
         load_params("demo", overrides={"evaluation.pseudo_fakes.models": ["effnet"]})
 
 
+def test_export_formats_are_known_and_distinct():
+    assert load_params("demo").export.formats == ["torchscript"]  # ONNX opt in on the demo
+    assert load_params("kaggle", check_paths=False).export.formats == ["torchscript", "onnx"]
+    assert load_params("demo", overrides={"export.formats": []}).export.formats == []
+    for bad in (["tflite"], ["onnx", "onnx"]):
+        with pytest.raises(ParamsError, match="export.formats"):
+            load_params("demo", overrides={"export.formats": bad})
+
+
 def test_extends_is_looked_up_beside_the_file_first(tmp_path):
     write(tmp_path, "description: the base beside it\nseed: 7\n", name="base.yaml")
     p = write(tmp_path, "extends: base\nseed: 9\n", name="mine.yaml")

@@ -18,6 +18,8 @@ STAGE_NAMES = {"stage1": "02_stage1_faceforensics", "stage2": "03_stage2_celebdf
                "stage3": "04_stage3_wilddeepfake", "stage4": "05_stage4_dfdc"}
 #: How cached face crops are stored: png lossless, jpg ~5x smaller and lossy, raw fastest to read.
 IMAGE_FORMATS = ("png", "jpg", "raw")
+#: what notebook 08 can export the ensemble to (interceptor_lib.export)
+EXPORT_FORMATS = ("torchscript", "onnx")
 #: `train.chunk_validation`: which parts of a chunked stage validate (see TrainParams)
 CHUNK_VALIDATION = ("every", "last")
 #: Version of what the crop cache stores; part of its key, so a change never reuses old crops.
@@ -352,6 +354,14 @@ class EvaluationParams:
 
 
 @dataclass
+class ExportParams:
+    """`export` (notebook 08): the formats the fitted ensemble is exported to, each checked against
+    the eager model; [] = none."""
+
+    formats: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))
+
+
+@dataclass
 class Params:
     profile: str
     description: str = ""
@@ -365,6 +375,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     plan: PlanParams = field(default_factory=PlanParams)
     evaluation: EvaluationParams = field(default_factory=EvaluationParams)
+    export: ExportParams = field(default_factory=ExportParams)
 
     @property
     def out(self) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interceptor_lib.config.schema import CHUNK_VALIDATION, IMAGE_FORMATS, STAGE_NAMES, Params, pseudo_fakes_mode
+from interceptor_lib.config.schema import CHUNK_VALIDATION, EXPORT_FORMATS, IMAGE_FORMATS, STAGE_NAMES, Params, pseudo_fakes_mode
 from interceptor_lib.errors import ParamsError
 
 
@@ -120,6 +120,10 @@ def check(p: Params, check_paths: bool = True) -> None:
         raise ParamsError(f"params key 'train.select_on' must be stage or seen, got {p.train.select_on!r}")
     if p.train.chunk_validation not in CHUNK_VALIDATION:
         raise ParamsError(f"params key 'train.chunk_validation' must be every or last, got {p.train.chunk_validation!r}")
+    fmts = p.export.formats
+    if any(f not in EXPORT_FORMATS for f in fmts) or len(set(fmts)) != len(fmts):
+        raise ParamsError(f"params key 'export.formats' is a list of distinct formats of {list(EXPORT_FORMATS)}, "
+                          f"got {fmts!r}")
     r = p.evaluation.robustness
     if not r.levels or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5 for v in r.levels) \
             or len(set(r.levels)) != len(r.levels):

@@ -18,10 +18,11 @@ from typing import Sequence
 
 import torch
 
+from interceptor_lib.config.schema import EXPORT_FORMATS
 from interceptor_lib.export.errors import ExportDependencyMissing, ExportError
 from interceptor_lib.export.signature import batch_inputs
 
-FORMATS = ("torchscript", "onnx")
+FORMATS = EXPORT_FORMATS
 SUFFIXES = {"torchscript": ".pt", "onnx": ".onnx"}
 META_KEY = "interceptor_export"  # TorchScript extra file name / ONNX metadata_props key (JSON)
 ONNX_PACKAGES = {"onnx": "onnx>=1.17", "onnxscript": "onnxscript>=0.3", "onnxruntime": "onnxruntime>=1.17"}
