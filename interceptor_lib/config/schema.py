@@ -170,6 +170,12 @@ def pseudo_fakes_mode(value) -> str | float:
                      f"got {value!r}")
 
 
+def pseudo_share(mode) -> float:
+    """The share of a stage's fake draws that are pseudo-fakes for its (checked) `pseudo_fakes`:
+    0 when off, 1 with only."""
+    return 0.0 if mode in (PSEUDO_OFF, None) else 1.0 if mode == PSEUDO_ONLY else float(mode)
+
+
 @dataclass
 class StageParams:
     """One progressive-training stage (the `train.stages.<name>` entries)."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from interceptor_lib.config.schema import PSEUDO_ONLY, PreprocessParams, SelfBlendParams
+from interceptor_lib.config.schema import PSEUDO_ONLY, PreprocessParams, SelfBlendParams, pseudo_share
 
 #: what a pseudo-fake item's video_id gets appended: its predictions must not be grouped with the
 #: real video it was made from (they carry the other label)
@@ -59,7 +59,7 @@ class PseudoFakes:
     @property
     def share(self) -> float:
         """The share of the fake draws that are pseudo-fakes (1 with "only")."""
-        return 1.0 if self.only else float(self.mode)
+        return pseudo_share(self.mode)
 
 
 #: the side the mask is drawn, deformed and blurred at before it is resized to the crop: it is smooth

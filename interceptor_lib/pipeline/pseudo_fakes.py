@@ -34,9 +34,9 @@ from interceptor_lib.ensemble.store import stage_checkpoint
 from interceptor_lib.errors import InterceptorError
 from interceptor_lib.layout import PSEUDO_SOURCES, RunPaths, first_stage, variant_folder, variant_params
 from interceptor_lib.metrics.scores import has_both_classes
-from interceptor_lib.pipeline.bias import artifact_families
+from interceptor_lib.pipeline.bias import artifact_families, family_table
 from interceptor_lib.pipeline.evaluate import TEST_SPLIT, eval_dir
-from interceptor_lib.pipeline.stage_matrix import SEP, score_checkpoints
+from interceptor_lib.pipeline.stage_matrix import SEP, member_videos, score_checkpoints
 from interceptor_lib.pipeline.stages import run_stage
 
 COLUMNS = ["model", "source", "test_set", "seen", "video_auc", "frame_auc", "n_real", "n_fake", "items_per_video",
@@ -77,10 +77,8 @@ def compare(params, runs: dict[tuple[str, str], Path], batch_size: int = 32, dev
     if not runs:
         raise InterceptorError("no runs to compare: evaluation.pseudo_fakes.models is empty")
     k = params.evaluation.pseudo_fakes.items_per_video
-    items, _ = score_checkpoints(params, runs, k, batch_size, device, reuse_saved=False)
-    items = items[items["split"] == TEST_SPLIT]
-    videos = items.groupby(["member", "video_id"], sort=False)["prob"].mean().unstack("member")
-    videos = items.drop_duplicates("video_id").set_index("video_id")[["dataset", "split", "label"]].join(videos)
+    items, _ = score_checkpoints(params, runs, k, batch_size, device, reuse_saved=False, splits=(TEST_SPLIT,))
+    videos = member_videos(items)
     trained_on = params.train.stages[first_stage(params)].dataset
     order = [d for d in DATASETS if d in set(videos["dataset"])]
     rows = []
@@ -110,17 +108,15 @@ def compare(params, runs: dict[tuple[str, str], Path], batch_size: int = 32, dev
 
 def family_verdicts(videos: pd.DataFrame, runs: dict[tuple[str, str], Path], trained_on: str) -> pd.DataFrame:
     """Per model x source x artifact family: the AUC of that family's fakes against every real of the
-    test sets other than `trained_on` (pooled), and caught / partly / missed (CAUGHT_AUC, MISSED_AUC)."""
-    v = videos[videos["dataset"] != trained_on]
-    reals = v[v["label"] == 0]
-    rows = []
-    for family, fakes in v[v["label"] == 1].groupby("artifact", sort=True):
-        g = pd.concat([reals, fakes])
-        for model, source in runs:
-            auc = float(roc_auc_score(g["label"], g[f"{model}{SEP}{source}"])) if len(reals) else np.nan
-            rows.append({"model": model, "source": source, "family": family, "n_fake": len(fakes),
-                         "n_real": len(reals), "auc": auc, "verdict": verdict(auc)})
-    return pd.DataFrame(rows)
+    test videos `videos` other than `trained_on`'s (pooled, `bias.family_table`), and caught / partly /
+    missed (CAUGHT_AUC, MISSED_AUC)."""
+    names = {f"{model}{SEP}{source}": (model, source) for model, source in runs}
+    v = videos[videos["dataset"] != trained_on].assign(split=TEST_SPLIT)
+    t = family_table(v, {name: 0.5 for name in names}, split=TEST_SPLIT)  # (its detection rate is not used)
+    t[["model", "source"]] = pd.DataFrame(t["model"].map(names).tolist(), index=t.index)
+    t = t.rename(columns={"artifact": "family"}).sort_values(["family"], kind="stable")
+    return t.assign(verdict=t["auc"].map(verdict))[["model", "source", "family", "n_fake", "n_real", "auc", "verdict"]] \
+        .reset_index(drop=True)
 
 
 def verdict(auc: float) -> str:

@@ -91,13 +91,14 @@ def _saved_last_stage(params, rows: pd.DataFrame, models: list[str]) -> pd.DataF
 
 
 def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_per_video: int = 0,
-                      batch_size: int = 32, device=None, reuse_saved: bool = True
-                      ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Every checkpoint's P(fake) on `items_per_video` items of every validation and test video: a
-    long table (member "<model>@<stage>", dataset, split, video_id, label, item, prob) and {member:
-    state_hash of the weights scored}. With `reuse_saved`, each model's last checkpoint is read from
-    notebook 06's predictions when they were made by it (`_saved_last_stage`); keys that are not the
-    chain's stages (another run's checkpoints) need it off. `device`: see `evaluate.eval_device`."""
+                      batch_size: int = 32, device=None, reuse_saved: bool = True,
+                      splits: tuple[str, ...] = ("val", TEST_SPLIT)) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Every checkpoint's P(fake) on `items_per_video` items of every video of `splits` (validation
+    and test): a long table (member "<model>@<stage>", dataset, split, video_id, label, item, prob)
+    and {member: state_hash of the weights scored}. With `reuse_saved`, each model's last checkpoint
+    is read from notebook 06's predictions when they were made by it (`_saved_last_stage`); keys that
+    are not the chain's stages (another run's checkpoints) need it off. `device`: see
+    `evaluate.eval_device`."""
     device = eval_device(params, device)
     members = {f"{m}{SEP}{s}": load_member(p, device) for (m, s), p in checkpoints.items()}
     hashes = {name: state_hash(model.state_dict()) for name, model in members.items()}
@@ -107,7 +108,8 @@ def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_pe
     models = list(dict.fromkeys(m for m, _ in checkpoints))
     last = {m: [s for mm, s in checkpoints if mm == m][-1] for m in models}
     parts = []
-    saved = _saved_last_stage(params, rows, models) if reuse_saved else None
+    saved = _saved_last_stage(params, rows, models) if reuse_saved else None  # stamped with every eval row
+    rows = rows[rows["split"].isin(splits)]
     if saved is not None:
         saved = evenly_spaced(saved[saved["model"].isin(models)], items_per_video, ["model", "video_id"])
         saved = saved.assign(member=saved["model"] + SEP + saved["model"].map(last)).drop(columns="model")
@@ -121,6 +123,13 @@ def score_checkpoints(params, checkpoints: dict[tuple[str, str], Path], items_pe
     return items, hashes
 
 
+def member_videos(items: pd.DataFrame) -> pd.DataFrame:
+    """`score_checkpoints`' long item table as one row per video (dataset, split, label) with each
+    member's mean P(fake) over its items in a column of the member's name."""
+    probs = items.groupby(["member", "video_id"], sort=False)["prob"].mean().unstack("member")
+    return items.drop_duplicates("video_id").set_index("video_id")[["dataset", "split", "label"]].join(probs)
+
+
 def stage_matrix(params, batch_size: int = 32, device=None, write: bool = True) -> pd.DataFrame:
     """The stage x test-set matrix of every model and of each stage's ensemble (module docstring);
     written to <output_dir>/eval/stage_matrix.csv with `write`."""
@@ -130,9 +139,7 @@ def stage_matrix(params, batch_size: int = 32, device=None, write: bool = True) 
                                "notebooks first")
     k = params.evaluation.matrix_items_per_video
     items, hashes = score_checkpoints(params, checkpoints, k, batch_size, device)
-    videos = items.groupby(["member", "video_id"], sort=False)["prob"].mean().unstack("member")
-    meta = items.drop_duplicates("video_id").set_index("video_id")[["dataset", "split", "label"]]
-    videos = meta.join(videos)
+    videos = member_videos(items)
     test_sets = sorted(videos.loc[videos["split"] == TEST_SPLIT, "dataset"].unique())
     rows = []
     for (model, stage), path in checkpoints.items():

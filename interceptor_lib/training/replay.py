@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from interceptor_lib.config.schema import PSEUDO_OFF, PSEUDO_ONLY
+from interceptor_lib.config.schema import PSEUDO_OFF, pseudo_share
 
 
 def with_replay(rows: pd.DataFrame, replay_rows: pd.DataFrame) -> pd.DataFrame:
@@ -51,5 +51,4 @@ def pseudo_draws(train_set, pseudo_fakes) -> dict:
     if not has:
         raise ValueError(f"pseudo_fakes is {pseudo_fakes!r} but the training set has no pseudo-fake items "
                          "(build it with a PseudoFakes and at least one real item)")
-    share = 1.0 if pseudo_fakes == PSEUDO_ONLY else float(pseudo_fakes)
-    return {"pseudo": np.asarray(items, bool), "pseudo_share": share}
+    return {"pseudo": np.asarray(items, bool), "pseudo_share": pseudo_share(pseudo_fakes)}

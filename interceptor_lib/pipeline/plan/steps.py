@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from interceptor_lib.config.schema import PSEUDO_OFF, PSEUDO_ONLY
+from interceptor_lib.config.schema import PSEUDO_ONLY, pseudo_share
 from interceptor_lib.data.perturb import VIDEO_PERTURBATIONS
 from interceptor_lib.data.registry import DATASETS
 from interceptor_lib.errors import InterceptorError
@@ -102,10 +102,7 @@ def _self_blend_s(params, stage_params, train_images: int, val_images: int) -> f
     spread over train.num_workers processes. Counted on top of the GPU's time, as if the loader kept
     it waiting: an upper bound."""
     mode = stage_params.pseudo_fakes
-    if mode == PSEUDO_OFF:
-        return 0.0
-    share = 1.0 if mode == PSEUDO_ONLY else float(mode)
-    images = train_images * 0.5 * share + (val_images * 0.5 if mode == PSEUDO_ONLY else 0)
+    images = train_images * 0.5 * pseudo_share(mode) + (val_images * 0.5 if mode == PSEUDO_ONLY else 0)
     ms = params.plan.self_blend_ms_per_image / _face_scale(params)
     return images * ms / 1000 / max(1, params.train.num_workers)
 
