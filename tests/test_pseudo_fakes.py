@@ -36,15 +36,33 @@ def test_the_blend_ratio_and_the_transforms_stay_within_their_params(crop):
         assert 0 <= mask.min() and mask.max() <= 0.5 + 1e-6
     # every transform at zero: the copy is the crop, and so is the pseudo-fake
     still = SelfBlendParams(rgb_shift=0, saturation=0, contrast=0, brightness=0, p_downscale=0, p_sharpen=0,
-                            shift=0, scale=[1.0, 1.0])
+                            p_noise=0, shading=0, shift=0, scale=[1.0, 1.0])
     assert np.array_equal(transformed_copy(crop, blend_rng(0, 0, 0), still), crop)
     assert np.array_equal(self_blend(crop, blend_rng(0, 0, 0), still)[0], crop)
     # a colour shift alone moves each channel by at most rgb_shift (+ 1 for rounding)
     shift = SelfBlendParams(**{**still.__dict__, "rgb_shift": 10})
     diff = transformed_copy(crop, blend_rng(0, 0, 1), shift).astype(int) - crop
     assert np.abs(diff).max() <= 10 + 1
+    # grain alone: noise of about the drawn sigma, centred (clipping at 0 / 255 aside)
+    grain = SelfBlendParams(**{**still.__dict__, "p_noise": 1.0, "noise_sigma": [4.0, 4.0]})
+    diff = transformed_copy(crop, blend_rng(0, 0, 2), grain).astype(float) - crop
+    inside = (crop > 16) & (crop < 239)
+    assert 3.5 < diff[inside].std() < 4.5 and abs(diff[inside].mean()) < 0.5
+    # a lighting ramp alone: a gain within 1 +- shading, brighter on one side of the face than the other
+    ramp = SelfBlendParams(**{**still.__dict__, "shading": 0.2, "p_shading": 1.0})
+    for i in range(4):
+        copy = transformed_copy(crop, blend_rng(0, 0, i), ramp).astype(float)
+        gain = (copy + 0.5) / (crop.astype(float) + 0.5)
+        lit = crop > 40  # where rounding moves the ratio little
+        assert 0.8 - 0.02 <= gain[lit].min() and gain[lit].max() <= 1.2 + 0.02
+        assert gain[lit].max() - gain[lit].min() > 0.01
     with pytest.raises(ValueError, match="ratios"):
         SelfBlendParams(ratios=[1.5]).check()
+    for bad, name in (({"aspect": 3.0}, "aspect"), ({"noise_sigma": [8.0, 2.0]}, "noise_sigma"),
+                      ({"p_noise": 1.5}, "p_noise"), ({"shading": 0.9}, "shading"),
+                      ({"p_shading": -0.1}, "p_shading"), ({"sharpen": [0.5, 2.0]}, "sharpen")):
+        with pytest.raises(ValueError, match=name):
+            SelfBlendParams(**bad).check()
     with pytest.raises(ValueError, match="axes"):
         SelfBlendParams(axes=[0.9, 0.5]).check()
     SelfBlendParams().check()

@@ -104,9 +104,11 @@ class SelfBlendParams:
     ranges (fractions are of the crop's side; where the face lies in the crop comes from
     preprocess.margin). A stage uses them when its `pseudo_fakes` is not off."""
 
-    # the face ellipse's semi-axes as fractions of the face box's half-side: SBI's landmark hull
-    # spans about the box's width and from the brows to the chin
-    axes: list[float] = field(default_factory=lambda: [0.75, 0.95])
+    # the face ellipse's semi-axes as fractions of the face box's half-side: from the inner face a swap
+    # replaces (brows to chin, cheek to cheek) to the whole landmark hull, since how much of the box
+    # the face fills differs between detectors
+    axes: list[float] = field(default_factory=lambda: [0.5, 0.95])
+    aspect: float = 1.25             # the ellipse's height / width: a face is taller than wide
     centre_jitter: float = 0.03      # the ellipse's centre moves this much: masks that are not all centred
     elastic_alpha: list[float] = field(default_factory=lambda: [0.02, 0.06])  # a smooth field moves the edge this much: a wavy outline
     blur_sigma: list[float] = field(default_factory=lambda: [0.01, 0.04])  # soft to sharp blending boundaries
@@ -116,9 +118,20 @@ class SelfBlendParams:
     saturation: float = 0.1          # saturation change, a fraction (no hue turn: skin colours no swap produces)
     contrast: float = 0.1            # contrast and brightness changes of the copy, as fractions
     brightness: float = 0.1
-    p_downscale: float = 0.5         # frequency mismatch: the copy resampled through a smaller size ...
-    downscale: list[float] = field(default_factory=lambda: [0.5, 0.9])
-    p_sharpen: float = 0.25          # ... or sharpened (the other half of the time, some copies neither)
+    # frequency mismatch, one of the two on every copy as in SBI: resampled through a smaller size
+    # (SBI's factors 2 to 4; it also smooths away the frame's noise, as a generated face is) ...
+    p_downscale: float = 0.5
+    downscale: list[float] = field(default_factory=lambda: [0.25, 0.5])
+    p_sharpen: float = 0.5           # ... or sharpened
+    sharpen: list[float] = field(default_factory=lambda: [0.2, 0.5])  # the sharpen's strength (SBI's alpha)
+    # the copy's grain: noise added (a generated face grainier than the camera's frame; the downscale
+    # above gives the smoother one)
+    p_noise: float = 0.3
+    noise_sigma: list[float] = field(default_factory=lambda: [2.0, 8.0])  # grey levels
+    # a brightness ramp across the copy on p_shading of them, up to `shading` either side: light from
+    # another side than the head's
+    p_shading: float = 0.5
+    shading: float = 0.2
     shift: float = 0.03              # the copy's translation: the misalignment of a swapped face
     scale: list[float] = field(default_factory=lambda: [0.95, 1.05])  # and its resize
 
@@ -129,15 +142,18 @@ class SelfBlendParams:
         out = []
         for name, r, lo, hi in (("axes", self.axes, 0.1, 2.0), ("elastic_alpha", self.elastic_alpha, 0, 0.5),
                                 ("blur_sigma", self.blur_sigma, 0, 0.5), ("downscale", self.downscale, 0.05, 1.0),
-                                ("scale", self.scale, 0.5, 2.0)):
+                                ("scale", self.scale, 0.5, 2.0), ("noise_sigma", self.noise_sigma, 0, 64),
+                                ("sharpen", self.sharpen, 0, 1)):
             if not rng_ok(r, lo, hi):
                 out.append(f"{name} {r} is not [low, high] within [{lo}, {hi}]")
         if not self.ratios or not all(0 < r <= 1 for r in self.ratios):
             out.append(f"ratios {self.ratios} must be in (0, 1]")
-        for name in ("centre_jitter", "saturation", "contrast", "brightness", "shift"):
+        if not 0.5 <= self.aspect <= 2.0:
+            out.append(f"aspect {self.aspect} must be in [0.5, 2]")
+        for name in ("centre_jitter", "saturation", "contrast", "brightness", "shading", "shift"):
             if not 0 <= getattr(self, name) <= 0.5:
                 out.append(f"{name} {getattr(self, name)} must be in [0, 0.5]")
-        for name in ("p_downscale", "p_sharpen"):
+        for name in ("p_downscale", "p_sharpen", "p_noise", "p_shading"):
             if not 0 <= getattr(self, name) <= 1:
                 out.append(f"{name} {getattr(self, name)} must be a probability")
         if self.p_downscale + self.p_sharpen > 1:

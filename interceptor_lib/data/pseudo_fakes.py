@@ -1,8 +1,8 @@
 """Self-blended pseudo-fakes (Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images",
 CVPR 2022): a real face crop blended with a transformed copy of itself through a deformed, blurred
-face mask. The result carries the traces every face swap leaves (a blending boundary, a colour and
-frequency mismatch, a slight misalignment) without any one generator's fingerprint, which is why a
-detector trained on real faces and these generalises across datasets.
+face mask. The result carries the traces every face swap leaves (a blending boundary, a colour,
+frequency, noise or lighting mismatch, a slight misalignment) without any one generator's
+fingerprint, which is why a detector trained on real faces and these generalises across datasets.
 
     fake, mask = self_blend(crop, blend_rng(seed, epoch, index), SelfBlendParams(), margin=1.3)
 
@@ -82,7 +82,7 @@ def face_mask(shape: tuple[int, int], rng: np.random.Generator, p: SelfBlendPara
     cx = gw / 2 + rng.uniform(-1, 1) * p.centre_jitter * side
     cy = gh / 2 + rng.uniform(-1, 1) * p.centre_jitter * side
     ax = half * rng.uniform(*p.axes)
-    ay = half * rng.uniform(*p.axes) * 1.1  # a face is taller than wide
+    ay = half * rng.uniform(*p.axes) * p.aspect
     shift = 4  # cv2.ellipse's sub-pixel bits: centre and axes in 1/16 px
     mask = np.zeros((gh, gw), np.float32)
     cv2.ellipse(mask, (int(round(cx * 16)), int(round(cy * 16))), (max(16, int(round(ax * 16))), max(16, int(round(ay * 16)))),
@@ -103,33 +103,68 @@ def face_mask(shape: tuple[int, int], rng: np.random.Generator, p: SelfBlendPara
     return mask * float(rng.choice(p.ratios))
 
 
+#: the sharpen's kernels: the crop, and the crop minus its 8 neighbours' (both sum to 1)
+IDENTITY3 = np.pad(np.ones((1, 1)), 1)
+SHARPEN3 = 9 * IDENTITY3 - 1
+#: how far the noise bank's window moves: (NOISE_PAD + 1)^2 different grains per crop size
+NOISE_PAD = 64
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_bank(h: int, w: int) -> np.ndarray:
+    """Unit white noise (h + NOISE_PAD, w + NOISE_PAD, 3) float32 from a fixed seed: the same bank in
+    every process, so a pseudo-fake stays a function of (seed, epoch, index)."""
+    return np.random.default_rng(0x5B1).standard_normal((h + NOISE_PAD, w + NOISE_PAD, 3), dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid3(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """_grid with each column three times: the pixel coordinates of an (h, w, 3) image seen as (h, 3 w)."""
+    return tuple(np.ascontiguousarray(np.repeat(g, 3, axis=1)) for g in _grid(h, w))
+
+
 @functools.lru_cache(maxsize=8)
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
 
 
 def transformed_copy(img: np.ndarray, rng: np.random.Generator, p: SelfBlendParams) -> np.ndarray:
-    """The source: the crop with a colour and a frequency change, slightly moved and resized."""
+    """The source: the crop with a colour and a frequency change, perhaps a lighting ramp and grain,
+    slightly moved and resized."""
     h, w = img.shape[:2]
-    # colour: per-channel shift, contrast about the mean and brightness, as one lookup table per channel
+    # colour: per-channel shift, contrast about the mean, brightness, then saturation (a blend with the
+    # grey level), as one affine colour transform (3 x 4 matrix), rounded and saturated to 0..255
     shift = rng.uniform(-p.rgb_shift, p.rgb_shift, 3)
     c, b = 1 + rng.uniform(-p.contrast, p.contrast), rng.uniform(-p.brightness, p.brightness) * 255
     mean = np.array(cv2.mean(img)[:3]) + shift
-    levels = np.arange(256, dtype=np.float64)[:, None]
-    lut = np.clip(np.rint((levels + shift - mean) * c + mean + b), 0, 255).astype(np.uint8)
-    out = cv2.LUT(img, lut.reshape(256, 1, 3))
     sat = 1 + rng.uniform(-p.saturation, p.saturation)
-    if p.saturation:
-        grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        out = cv2.addWeighted(out, sat, grey, 1 - sat, 0)
+    grey = np.array([0.299, 0.587, 0.114])  # RGB
+    mix = sat * np.eye(3) + (1 - sat) * grey[None, :]
+    offset = mix @ ((shift - mean) * c + mean + b)
+    out = cv2.transform(img, np.hstack([mix * c, offset[:, None]]))
     u = rng.uniform()
     if u < p.p_downscale:
         f = rng.uniform(*p.downscale)
         small = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_LINEAR)
         out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
     elif u < p.p_downscale + p.p_sharpen:
-        blurred = cv2.GaussianBlur(out, (0, 0), 1.0)
-        out = cv2.addWeighted(out, 1.5, blurred, -0.5, 0)
+        a = rng.uniform(*p.sharpen)  # a 3 x 3 sharpening kernel, as albumentations' Sharpen (lightness 1)
+        out = cv2.filter2D(out, -1, ((1 - a) * IDENTITY3 + a * SHARPEN3).astype(np.float32))
+    if p.shading and p.p_shading and rng.uniform() < p.p_shading:
+        # gain 1 + g * (position along a random direction, -1..1): one side of the face lit more
+        g, theta = rng.uniform(-p.shading, p.shading), rng.uniform(0, 2 * np.pi)
+        gx, gy = _grid3(h, w)
+        r = np.hypot(h, w) / 2  # the half-diagonal: the ramp stays within 1 +- g in the corners
+        kx, ky = g * np.cos(theta) / r, g * np.sin(theta) / r
+        ramp = cv2.addWeighted(gx, kx, gy, ky, 1 - kx * w / 2 - ky * h / 2)  # (h, 3 w): one gain per value
+        out = cv2.multiply(out.reshape(h, 3 * w), ramp, dtype=cv2.CV_8U).reshape(h, w, 3)  # rounded, saturated
+    if p.p_noise and rng.uniform() < p.p_noise:
+        # a window of a fixed bank of white noise at a random place: drawing fresh normals for every
+        # pixel would cost more than the whole pseudo-fake
+        bank = _noise_bank(h, w)
+        y, x = rng.integers(0, NOISE_PAD + 1, 2)
+        noise = cv2.multiply(bank[y:y + h, x:x + w], float(rng.uniform(*p.noise_sigma)))
+        out = cv2.add(out, noise, dtype=cv2.CV_8U)
     s = rng.uniform(*p.scale)
     tx, ty = rng.uniform(-p.shift, p.shift, 2) * np.array([w, h])
     if s == 1 and tx == 0 and ty == 0:

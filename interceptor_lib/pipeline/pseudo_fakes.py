@@ -12,12 +12,12 @@ runs/<model>/stage1-<source>/, resumable and skipped once done like any stage (`
 `folder`). Both select their checkpoint on validation videos of their own kind: the pseudo run on
 the validation reals and their pseudo-fakes, so no fake ever chooses anything for it.
 
-A pseudo-fake carries a blending boundary and a colour / frequency mismatch inside the face; it
-teaches nothing of what changes over time or in the sound. So on the demo corpus a pseudo-trained
-model is expected to catch the families that leave a mismatch of resolution, block grid or colour
-inside the face and to miss audio-visual sync, with temporal flicker / jitter (a shifted or brighter
-inner face in one frame) in between: `families` says, per artifact family of the test sets the
-models never trained on, which it is.
+A pseudo-fake carries a blending boundary and a colour, frequency, noise or lighting mismatch inside
+the face; it teaches nothing of what changes over time or in the sound. So on the demo corpus a
+pseudo-trained model is expected to catch the families that leave a mismatch of resolution, block
+grid, noise or light inside the face and to miss audio-visual sync, with temporal flicker / jitter (a
+shifted or brighter inner face in one frame) in between: `families` says, per artifact family of the
+test sets the models never trained on, which it is.
 """
 
 from __future__ import annotations
