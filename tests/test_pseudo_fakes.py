@@ -1,6 +1,7 @@
 """Self-blended pseudo-fakes: the crop changes only inside the mask, the transforms and the blend
 ratio stay within their params, and the same (seed, epoch, index) gives the same bytes."""
 
+import cv2
 import numpy as np
 import pytest
 from media import face_frames
@@ -43,6 +44,15 @@ def test_the_blend_ratio_and_the_transforms_stay_within_their_params(crop):
     shift = SelfBlendParams(**{**still.__dict__, "rgb_shift": 10})
     diff = transformed_copy(crop, blend_rng(0, 0, 1), shift).astype(int) - crop
     assert np.abs(diff).max() <= 10 + 1
+    # a frequency change alone keeps the brightness; a sharpen adds detail, a downscale takes it away
+    def detail(x):
+        return np.abs(cv2.Laplacian(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.CV_32F)).mean()
+    for kind in ("p_sharpen", "p_downscale"):
+        one = SelfBlendParams(**{**still.__dict__, kind: 1.0})
+        for i in range(4):
+            copy = transformed_copy(crop, blend_rng(0, 0, i), one)
+            assert abs(copy.mean() - crop.mean()) < 3  # clipping at 0 / 255 aside
+            assert (detail(copy) > 1.1 * detail(crop)) if kind == "p_sharpen" else (detail(copy) < 0.9 * detail(crop))
     # grain alone: noise of about the drawn sigma, centred (clipping at 0 / 255 aside)
     grain = SelfBlendParams(**{**still.__dict__, "p_noise": 1.0, "noise_sigma": [4.0, 4.0]})
     diff = transformed_copy(crop, blend_rng(0, 0, 2), grain).astype(float) - crop

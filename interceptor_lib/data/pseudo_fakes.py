@@ -103,9 +103,10 @@ def face_mask(shape: tuple[int, int], rng: np.random.Generator, p: SelfBlendPara
     return mask * float(rng.choice(p.ratios))
 
 
-#: the sharpen's kernels: the crop, and the crop minus its 8 neighbours' (both sum to 1)
+#: the sharpen's kernels: the crop, and 9 x the crop minus its 3 x 3 neighbourhood's sum (both sum to
+#: 1, so a sharpened copy keeps its brightness)
 IDENTITY3 = np.pad(np.ones((1, 1)), 1)
-SHARPEN3 = 9 * IDENTITY3 - 1
+SHARPEN3 = 10 * IDENTITY3 - 1
 #: how far the noise bank's window moves: (NOISE_PAD + 1)^2 different grains per crop size
 NOISE_PAD = 64
 
