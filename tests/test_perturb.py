@@ -2,6 +2,7 @@
 original) grows with the level, random ones are reproducible, and the video re-encode keeps the
 cache's frames, boxes, clips and audio."""
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from interceptor_lib.data.datasets import ClipDataset, FrameDataset
 from interceptor_lib.data.perturb import (LEVELS, PERTURBATIONS, PerturbedCache, Recompressed, crop_perturbation,
                                           crop_rng, parameter, perturb_crop, psnr, recompress_entry)
 from interceptor_lib.data.table import make_table
+from interceptor_lib.data.video import open_source
 
 CROP_PERTURBATIONS = [p for p in PERTURBATIONS if p != "video_compression"]
 
@@ -81,6 +83,29 @@ def test_video_compression_keeps_the_layout_and_distorts_more_at_higher_crf(cach
     # the datasets read the re-encoded entry through PerturbedCache, with the cache's rows
     frames = FrameDataset(table, PerturbedCache(cache, Recompressed({"dfdc/real": d / "vc5.crops"})))
     assert len(frames) == len(reader.frame_pos)
+
+
+def test_the_sweeps_h264_encode_gives_the_same_bytes_whatever_was_decoded_before(tmp_path):
+    # 224 x 224 face frames: with x264's macroblock tree on, their bytes changed with the process's
+    # earlier decodes; the sweep re-encodes without it (recompress_entry)
+    frames = [cv2.resize(f[20:220, 60:260], (224, 224)) for f in face_frames(19)]
+    coded = set()
+    for i in range(8):
+        path = write_video(tmp_path / f"v{i}.mp4", frames, fps=25, crf=30, x264_params="no-mbtree=1")
+        coded.add(path.read_bytes())
+        open_source(str(path), "", threads=False).read(np.arange(len(frames)))
+    assert len(coded) == 1
+
+
+def test_video_compression_gives_the_same_crops_on_every_call(tmp_path):
+    video = write_video(tmp_path / "face.mp4", [cv2.resize(f, (224, 224)) for f in face_frames(20)], fps=25, crf=18)
+    row = {"video_id": "ffpp/face", "path": str(video), "label": 0, "split": "test", "dataset": "ffpp",
+           "method": "real", "group": "ffpp/face", "chunk": 0, "has_audio": False, "original_id": "", "member": ""}
+    params = PreprocessParams(frames_per_video=6, clips_per_video=1, clip_len=4, face_size=64, workers=1)
+    reader = build_cache(make_table([row]), params, tmp_path / "cache", progress=False).reader("ffpp/face")
+    coded = {CropReader(recompress_entry(reader, str(video), "", params, 30, tmp_path / f"vc{i}.crops")).frames()
+             .tobytes() for i in range(4)}  # each call decodes the source and its re-encoding
+    assert len(coded) == 1
 
 
 def test_a_perturbed_cache_serves_the_same_perturbed_frame_to_frame_and_clip_models(cached):

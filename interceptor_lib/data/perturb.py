@@ -230,7 +230,9 @@ def recompress_entry(reader: CropReader, path: str, member: str, params: Preproc
         frames = [np.asarray(f)[:h, :w] for f in frames]
     tmp = out.with_name(out.name + ".mp4")
     try:
-        write_video(tmp, frames, fps=info.fps or 25.0, crf=crf)
+        # without the macroblock tree: with it, x264's bytes for the same frames can depend on what the
+        # worker decoded before, and the sweep's figures would change from run to run
+        write_video(tmp, frames, fps=info.fps or 25.0, crf=crf, x264_params="no-mbtree=1")
         coded = open_source(str(tmp), "", threads=False).read(reader.frame_indices)
     finally:
         tmp.unlink(missing_ok=True)

@@ -364,10 +364,13 @@ def _decode_image(data: bytes, where: str) -> np.ndarray:
 
 
 def write_video(path, frames, fps: float = 25, crf: int = 23, audio: np.ndarray | None = None,
-                sample_rate: int = 44100, preset: str = "veryfast") -> Path:
+                sample_rate: int = 44100, preset: str = "veryfast", x264_params: str = "") -> Path:
     """Encode RGB uint8 frames (H, W, 3) as an H.264 (yuv420p) mp4; with `audio` (mono float32 in
-    [-1, 1]) add an AAC track. x264 runs single-threaded, so the bytes depend only on the input
-    (and the library versions): the demo corpus is reproducible from its seed."""
+    [-1, 1]) add an AAC track. x264 runs single-threaded; `x264_params` adds x264 options ("key=value:
+    ..."). With x264's macroblock-tree rate control (on by default) the bytes of some frame sizes (224 x
+    224 among them) also depend on what the process decoded before; with "no-mbtree=1" they depend on
+    the input alone (and the library versions). The demo corpus is encoded in worker processes that
+    decode nothing in between, and is reproducible from its seed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as container:
@@ -377,7 +380,8 @@ def write_video(path, frames, fps: float = 25, crf: int = 23, audio: np.ndarray 
                 stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
                 stream.height, stream.width = frame.shape[:2]
                 stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(int(crf)), "preset": preset}
+                stream.options = {"crf": str(int(crf)), "preset": preset} | ({"x264-params": x264_params}
+                                                                            if x264_params else {})
                 stream.codec_context.thread_count = 1
                 astream = container.add_stream("aac", rate=sample_rate) if audio is not None else None
                 if astream is not None:
