@@ -196,5 +196,14 @@ def blend_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 def self_blend_clip(frames: np.ndarray, seed: int, epoch: int, index: int,
                     p: SelfBlendParams | None = None, margin: float = DEFAULT_MARGIN) -> np.ndarray:
     """A pseudo-fake clip (T, H, W, 3): every frame blended with the same mask and the same transform
-    (each frame's draws come from the same generator state), as a face swap is over a clip."""
-    return np.stack([self_blend(f, blend_rng(seed, epoch, index), p, margin)[0] for f in frames])
+    (each frame's draws come from the same generator state), as a face swap is over a clip: frame t
+    is self_blend(frames[t], blend_rng(seed, epoch, index), ...)'s, with the mask drawn once."""
+    p = p or SelfBlendParams()
+    rng = blend_rng(seed, epoch, index)
+    mask = face_mask(frames.shape[1:3], rng, p, margin)
+    inverse, after_mask = 1.0 - mask, rng.bit_generator.state
+    out = []
+    for f in frames:
+        rng.bit_generator.state = after_mask  # the same transform for every frame
+        out.append(cv2.blendLinear(transformed_copy(f, rng, p), f, mask, inverse))
+    return np.stack(out)
